@@ -1,0 +1,70 @@
+"""The whole network: front end -> recurrent stack -> head.
+
+``ModelIO`` is what the data tells the model: token ids (vocabulary size) or feature
+frames (feature width) in; one output per sequence or one per step out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from rnnlab.nn.builder import STACK_DEFAULTS, build_stack
+from rnnlab.nn.heads import SequenceHead, StepHead
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    input_kind: str  # "tokens" or "features"
+    input_dim: int  # vocabulary size for tokens, feature width for features
+    output_dim: int  # classes, or regression targets
+    output_per: str = "sequence"  # "sequence" or "step"
+
+
+MODEL_KEYS = {"embedding_dim": 64, "pooling": "last", "head_dropout": 0.0}
+
+
+class RecurrentModel(nn.Module):
+    """forward(inputs, lengths) -> logits: (B, out) per sequence, or (B, T, out) per step."""
+
+    def __init__(self, frontend: nn.Module, stack: nn.Module, head: nn.Module):
+        super().__init__()
+        self.frontend, self.stack, self.head = frontend, stack, head
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        output, _ = self.stack(self.frontend(inputs), lengths)
+        return self.head(output, lengths)
+
+
+def build_model(cfg: Mapping[str, Any], io: ModelIO) -> RecurrentModel:
+    """Build a model from a plain mapping of model keys (STACK_DEFAULTS + MODEL_KEYS)."""
+    cfg = dict(cfg)
+    model_cfg = {k: cfg.pop(k, v) for k, v in MODEL_KEYS.items()}
+    unknown = sorted(set(cfg) - set(STACK_DEFAULTS))
+    if unknown:
+        valid = sorted({*STACK_DEFAULTS, *MODEL_KEYS})
+        raise ValueError(f"model: unknown key(s) {unknown}; valid: {', '.join(valid)}")
+    if io.input_kind == "tokens":
+        dim = model_cfg["embedding_dim"]
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"model.embedding_dim={dim!r} must be an integer >= 1")
+        frontend: nn.Module = nn.Embedding(io.input_dim, dim, padding_idx=0)
+    elif io.input_kind == "features":
+        frontend, dim = nn.Identity(), io.input_dim
+    else:
+        raise ValueError(f"input_kind={io.input_kind!r}; valid: tokens, features")
+    stack = build_stack(dim, cfg)
+    if io.output_per == "sequence":
+        head: nn.Module = SequenceHead(
+            stack.output_size, io.output_dim, model_cfg["pooling"], model_cfg["head_dropout"],
+            stack.segments,
+        )
+    elif io.output_per == "step":
+        head = StepHead(stack.output_size, io.output_dim, model_cfg["head_dropout"])
+    else:
+        raise ValueError(f"output_per={io.output_per!r}; valid: sequence, step")
+    return RecurrentModel(frontend, stack, head)
