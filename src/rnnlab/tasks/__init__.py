@@ -1,0 +1,12 @@
+"""LightningModules: what is learned (loss, metrics) and how (optimizer, penalties)."""
+
+from rnnlab.tasks.base import RecurrentTask
+from rnnlab.tasks.classification import SequenceClassificationTask
+from rnnlab.tasks.regression import SequenceRegressionTask
+
+TASKS: dict[str, type[RecurrentTask]] = {
+    "classification": SequenceClassificationTask,
+    "regression": SequenceRegressionTask,
+}
+
+__all__ = ["TASKS", "RecurrentTask", "SequenceClassificationTask", "SequenceRegressionTask"]

@@ -1,0 +1,100 @@
+"""``python -m rnnlab.train``: compose a config, train, test the best checkpoint.
+
+Returns the optimized metric (``task.monitor``) so Hydra sweepers can use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.config import config_dir, instantiate_group, print_config_tree, register_resolvers
+from rnnlab.safety import check_targets
+from rnnlab.tasks import TASKS, RecurrentTask
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+def build_datamodule(data_cfg: DictConfig) -> L.LightningDataModule:
+    check_targets(data_cfg, "data")
+    return instantiate(data_cfg, _convert_="all")
+
+
+def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> RecurrentTask:
+    """The LightningModule for ``task.name`` with the model the data's I/O needs."""
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    name = task_cfg.pop("name")
+    if name not in TASKS:
+        raise ValueError(f"task.name={name!r} is not known; valid: {', '.join(TASKS)}")
+    return TASKS[name](
+        model=OmegaConf.to_container(cfg.model, resolve=True),
+        io=datamodule.io,
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+        **task_cfg,
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and test; return all logged metrics (floats)."""
+    if cfg.get("print_config"):
+        print_config_tree(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg.data)
+    task = build_task(cfg, datamodule)
+    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+    loggers = instantiate_group(cfg.get("logger"), "logger")
+    check_targets(cfg.trainer, "trainer")
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        ckpt_path = cfg.get("ckpt_path")
+        if ckpt_path and ckpt_path != "last" and not Path(ckpt_path).is_file():
+            raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no such checkpoint file")
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        metrics.update(_floats(trainer.callback_metrics))
+    if cfg.get("test", True):
+        best = _best_checkpoint(trainer)
+        if best is None:
+            log.warning("no checkpoint was written; testing the current weights")
+        else:
+            log.info("testing best checkpoint %s", best)
+        trainer.test(task, datamodule=datamodule, ckpt_path=best, weights_only=True)
+        metrics.update(_floats(trainer.callback_metrics))
+    return metrics
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    if trainer.fast_dev_run:
+        return None
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint):
+            return cb.best_model_path or cb.last_model_path or None
+    return None
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (torch.Tensor, float, int))}
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    monitor = cfg.task.monitor
+    value = metrics.get(monitor)
+    log.info("final metrics: %s", {k: round(v, 6) for k, v in sorted(metrics.items())})
+    return value
+
+
+if __name__ == "__main__":
+    main()
