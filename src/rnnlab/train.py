@@ -5,6 +5,7 @@ Returns the optimized metric (``task.monitor``) so Hydra sweepers can use it.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("testing best checkpoint %s", best)
         trainer.test(task, datamodule=datamodule, ckpt_path=best, weights_only=True)
         metrics.update(_floats(trainer.callback_metrics))
+    if trainer.is_global_zero:
+        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics, trainer)
     return metrics
+
+
+def write_metrics(path: Path, metrics: dict[str, float], trainer: L.Trainer) -> None:
+    """Final metrics plus where the checkpoints are (atomically: temp file + rename)."""
+    record = {"metrics": metrics, "best_checkpoint": _best_checkpoint(trainer),
+              "epoch": trainer.current_epoch, "global_step": trainer.global_step}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
