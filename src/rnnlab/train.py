@@ -36,9 +36,12 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> RecurrentT
     name = task_cfg.pop("name")
     if name not in TASKS:
         raise ValueError(f"task.name={name!r} is not known; valid: {', '.join(TASKS)}")
+    if task_cfg.get("class_weights") == "auto":
+        task_cfg["class_weights"] = getattr(datamodule, "class_weights", None)
     return TASKS[name](
         model=OmegaConf.to_container(cfg.model, resolve=True),
         io=datamodule.io,
+        class_names=getattr(datamodule, "class_names", None),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         run_config=OmegaConf.to_container(cfg, resolve=True),
         **task_cfg,

@@ -8,7 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from rnnlab.nn import build_stack
 
 TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-B, T, I, H = 4, 7, 5, 6
+B, T, I, H = 4, 7, 5, 6  # noqa: E741 (batch, time, input, hidden as in the docs)
 
 
 def make_pair(cell, num_layers, bidirectional, fused):
@@ -16,11 +16,11 @@ def make_pair(cell, num_layers, bidirectional, fused):
     ours = build_stack(I, {"cell": cell, "hidden_size": H, "num_layers": num_layers,
                            "bidirectional": bidirectional, "fused": fused})
     with torch.no_grad():
-        for l, layer in enumerate(ours.layers):
+        for li, layer in enumerate(ours.layers):
             for d in range(2 if bidirectional else 1):
                 sfx = "_reverse" if d else ""
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    getattr(layer.rnn, f"{name}_l0{sfx}").copy_(getattr(ref, f"{name}_l{l}{sfx}"))
+                    getattr(layer.rnn, f"{name}_l0{sfx}").copy_(getattr(ref, f"{name}_l{li}{sfx}"))
     return ref, ours
 
 
@@ -61,13 +61,13 @@ def test_loop_matches_torch(cell, num_layers, bidirectional, ragged):
     loss_ref.backward()
     loss.backward()
     torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-4, rtol=0)
-    for l, layer in enumerate(ours.layers):
+    for li, layer in enumerate(ours.layers):
         for d in range(2 if bidirectional else 1):
             sfx = "_reverse" if d else ""
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 mine = getattr(layer.rnn, f"{name}_l0{sfx}").grad
-                theirs = getattr(ref, f"{name}_l{l}{sfx}").grad
-                torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=0, msg=f"{name} l{l}{sfx}")
+                theirs = getattr(ref, f"{name}_l{li}{sfx}").grad
+                torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=0, msg=f"{name} l{li}{sfx}")
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

@@ -2,11 +2,13 @@
 
 from rnnlab.tasks.base import RecurrentTask
 from rnnlab.tasks.classification import SequenceClassificationTask
+from rnnlab.tasks.ctc import CTCRecognitionTask
 from rnnlab.tasks.regression import SequenceRegressionTask
 
 TASKS: dict[str, type[RecurrentTask]] = {
     "classification": SequenceClassificationTask,
     "regression": SequenceRegressionTask,
+    "ctc": CTCRecognitionTask,
 }
 
-__all__ = ["TASKS", "RecurrentTask", "SequenceClassificationTask", "SequenceRegressionTask"]
+__all__ = ["TASKS", "CTCRecognitionTask", "RecurrentTask", "SequenceClassificationTask", "SequenceRegressionTask"]

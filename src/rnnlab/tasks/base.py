@@ -36,6 +36,7 @@ class RecurrentTask(L.LightningModule):
         monitor: str = "val/loss",
         mode: str = "min",
         run_config: Mapping[str, Any] | None = None,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         io_dict = asdict(io) if isinstance(io, ModelIO) else dict(io)
@@ -47,8 +48,10 @@ class RecurrentTask(L.LightningModule):
             raise ValueError(f"task.mode={mode!r}; valid: min, max")
         self.save_hyperparameters(
             {"model": dict(model), "io": io_dict, "optim": optim_cfg, "monitor": monitor,
-             "mode": mode, "run_config": dict(run_config or {})}
+             "mode": mode, "run_config": dict(run_config or {}),
+             "class_names": list(class_names) if class_names else None}
         )
+        self.class_names = list(class_names) if class_names else None
         self.io = ModelIO(**io_dict)
         self.net = build_model(model, self.io)
 

@@ -1,0 +1,155 @@
+"""DataModule over a prepared dataset (``data/processed/<name>``), with length buckets.
+
+Batches group sequences of similar length so little compute goes into padding; the
+order is a pure function of (seed, epoch), so runs are reproducible, and under DDP each
+rank takes a disjoint share of the batches.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from rnnlab.data.processed import DataError, ProcessedSequences, collate, read_meta
+from rnnlab.nn.model import ModelIO
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Shuffle, cut into pools of ``pool`` batches, sort each pool by length, batch it.
+
+    Batches are then shuffled (training) so lengths vary across steps but not inside
+    a batch. ``num_replicas``/``rank`` split the batches across DDP ranks.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, *, shuffle: bool, seed: int = 0,
+                 pool: int = 50, num_replicas: int = 1, rank: int = 0, drop_last: bool = False):
+        if batch_size < 1:
+            raise DataError(f"data.batch_size={batch_size} must be >= 1")
+        self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
+        self.seed, self.pool, self.epoch = seed, pool, 0
+        self.num_replicas, self.rank, self.drop_last = num_replicas, rank, drop_last
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 100003 + self.epoch)
+        idx = list(range(len(self.lengths)))
+        if self.shuffle:
+            rng.shuffle(idx)
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(idx), size):
+            chunk = sorted(idx[start : start + size], key=lambda i: self.lengths[i])
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        if self.shuffle:
+            rng.shuffle(batches)
+        if self.num_replicas > 1:  # equal share per rank: pad by repeating the first batches
+            per_rank = math.ceil(len(batches) / self.num_replicas)
+            batches += batches[: per_rank * self.num_replicas - len(batches)]
+            batches = batches[self.rank :: self.num_replicas]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+class ProcessedDataModule(L.LightningDataModule):
+    """Reads train/val/test written by ``rnnlab.data.prepare``; exposes ``io`` for the model."""
+
+    def __init__(self, name: str, data_dir: str, batch_size: int = 64, num_workers: int = 0,
+                 seed: int = 0, bucket: bool = True, pool: int = 50,
+                 spec_augment: dict[str, Any] | None = None, verify_checksums: bool = True):
+        super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise DataError(f"data.batch_size={batch_size!r} must be an integer >= 1")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise DataError(f"data.num_workers={num_workers!r} must be an integer >= 0")
+        self.name, self.data_dir = name, Path(data_dir)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.bucket, self.pool, self.spec_augment = bucket, pool, spec_augment
+        self.verify = verify_checksums
+        self.meta = read_meta(self.data_dir)
+        self.task_type = self.meta["task"]
+        self.splits: dict[str, ProcessedSequences] = {}
+
+    @property
+    def io(self) -> ModelIO:
+        labels = len(self.meta["labels"])
+        if self.task_type == "ctc":  # one extra class: the CTC blank (index 0)
+            return ModelIO(self.meta["input_kind"], self.meta["input_dim"], labels + 1, "step")
+        return ModelIO(self.meta["input_kind"], self.meta["input_dim"], labels, "sequence")
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    @property
+    def class_weights(self) -> list[float] | None:
+        return self.meta.get("class_weights")
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "val", "test"):
+            if split not in self.splits:
+                self.splits[split] = ProcessedSequences(self.data_dir, split, verify=self.verify)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        ds = self.splits[split]
+        replicas, rank = 1, 0
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            replicas, rank = trainer.world_size, trainer.global_rank
+        if self.bucket:
+            sampler = BucketBatchSampler(ds.lengths, self.batch_size, shuffle=train, seed=self.seed,
+                                         pool=self.pool, num_replicas=replicas, rank=rank)
+        else:
+            sampler = BucketBatchSampler(ds.lengths, self.batch_size, shuffle=train, seed=self.seed,
+                                         pool=1, num_replicas=replicas, rank=rank)
+        collate_fn = collate
+        if train and self.spec_augment:
+            collate_fn = _SpecAugmentCollate(dict(self.spec_augment))
+        return DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=collate_fn, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+class _SpecAugmentCollate:
+    """Time/frequency masking of each training utterance before padding."""
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+
+    def __call__(self, items):
+        from rnnlab.data.speech import spec_augment
+
+        items = [(spec_augment(x, **self.params), y) for x, y in items]
+        return collate(items)
+
+
+def dataset_size(data_dir: str | Path) -> dict[str, int]:
+    meta = read_meta(data_dir)
+    return {k: v["total"] for k, v in meta.get("counts", {}).items()}
+
+
+__all__ = ["BucketBatchSampler", "ProcessedDataModule", "dataset_size"]
+_ = torch  # torch is the tensor backend of every batch
