@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 repro: $(STAMP)
-	$(PY) -m rnnlab.train experiment=adding_lstm
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

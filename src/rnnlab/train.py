@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        ckpt_path = cfg.get("ckpt_path")
+        ckpt_path = resolve_ckpt_path(cfg)
         if ckpt_path and ckpt_path != "last" and not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no such checkpoint file")
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -89,6 +89,32 @@ def write_metrics(path: Path, metrics: dict[str, float], trainer: L.Trainer) -> 
     tmp.replace(path)
 
 
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path=auto``: resume from this run dir's last.ckpt if it was made by the same config.
+
+    DVC keeps last.ckpt (persist: true) so an interrupted ``dvc repro`` resumes; after a
+    parameter change the old checkpoint belongs to another config and is set aside.
+    """
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path != "auto":
+        return ckpt_path
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    from rnnlab.checkpoints import load_checkpoint
+
+    stored = load_checkpoint(last).get("hyper_parameters", {}).get("run_config", {})
+    current = OmegaConf.to_container(cfg, resolve=True)
+    same = all(stored.get(k) == current.get(k) for k in ("model", "optim", "data", "task", "seed"))
+    if same and stored.get("trainer", {}).get("max_epochs") == cfg.trainer.max_epochs:
+        log.info("resuming from %s", last)
+        return str(last)
+    stale = last.with_name("last.stale.ckpt")
+    last.replace(stale)
+    log.info("%s was written by a different config; moved to %s and starting fresh", last, stale)
+    return None
+
+
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
     if trainer.fast_dev_run:
         return None
@@ -102,8 +128,42 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (torch.Tensor, float, int))}
 
 
+PARAMS_KEYS = ("model", "optim", "seed")
+
+
+def apply_params_file(cfg: DictConfig, path: str, cli_overrides: list[str]) -> DictConfig:
+    """Take model/optim/seed from a DVC params file; dotted CLI overrides still win.
+
+    DVC composes ``conf/pipeline.yaml`` (plus ``-S`` overrides) into params.yaml on
+    ``dvc exp run``; the train stage passes ``params_file=params.yaml`` so that file,
+    not conf/, decides the model, exactly as DVC tracks it.
+    """
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"params_file={path!r}: no such file")
+    params = yaml.safe_load(file.read_text()) or {}
+    missing = [k for k in PARAMS_KEYS if k not in params]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {missing}; a params file needs {list(PARAMS_KEYS)}")
+    cfg = cfg.copy()
+    for key in PARAMS_KEYS:
+        cfg[key] = params[key]
+    for override in OverridesParser.create().parse_overrides(cli_overrides):
+        key = override.key_or_group
+        if "/" not in key and key.split(".")[0] in PARAMS_KEYS and not override.is_delete():
+            OmegaConf.update(cfg, key, override.value(), merge=True)
+    return cfg
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    if cfg.get("params_file"):
+        from hydra.core.hydra_config import HydraConfig
+
+        cfg = apply_params_file(cfg, cfg.params_file, list(HydraConfig.get().overrides.task))
     metrics = train(cfg)
     monitor = cfg.task.monitor
     value = metrics.get(monitor)

@@ -13,10 +13,9 @@ and machines for a given seed, and train/val/test never share a generator stream
 
 from __future__ import annotations
 
+import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-
-import lightning as L
 
 from rnnlab.nn.model import ModelIO
 
