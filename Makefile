@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 export WANDB_SILENT := true
 
-.PHONY: venv test repro bench bench-quick lint format clean
+.PHONY: venv test repro params bench bench-quick lint format clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ test: $(STAMP)
 
 repro: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
+
+# Regenerate params.yaml from conf/pipeline.yaml (what `dvc exp run` does with Hydra on).
+params: $(STAMP)
+	$(PY) -c "import os; from dvc.utils.hydra import compose_and_dump as c; c('params.yaml', os.path.abspath('conf'), None, 'pipeline', '', [])"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
