@@ -48,10 +48,34 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> RecurrentT
     )
 
 
+def ensure_prepared(cfg: DictConfig) -> None:
+    """Prepare the dataset first when it is missing or was prepared with other settings.
+
+    This makes bring-your-own data one command (``python -m rnnlab.train data=csv
+    prepare.path=…``). DVC stages pass ``auto_prepare=false``: there the prepare stage
+    owns the data and train only checks that it exists.
+    """
+    if not cfg.get("prepare"):
+        return
+    meta_path = Path(cfg.data.data_dir) / "meta.json"
+    if not cfg.get("auto_prepare", True):
+        return
+    wanted = OmegaConf.to_container(cfg.prepare, resolve=True)
+    if meta_path.is_file():
+        stored = json.loads(meta_path.read_text()).get("prepare_config")
+        if stored == wanted:
+            return
+        log.info("%s was prepared with other settings; preparing again", meta_path.parent)
+    from rnnlab.data.prepare import prepare
+
+    prepare(cfg)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test; return all logged metrics (floats)."""
     if cfg.get("print_config"):
         print_config_tree(cfg)
+    ensure_prepared(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg.data)
     task = build_task(cfg, datamodule)
