@@ -7,7 +7,13 @@ import torch
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (make test runs 2 workers on 2 cores) each worker, and every CLI
+# subprocess it starts, gets one thread so the workers do not fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(autouse=True)

@@ -95,3 +95,17 @@ def test_meta_is_complete(tmp_path):
     fake_dataset(tmp_path)
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert set(meta["checksums"]) == {"train.pt", "val.pt", "test.pt"}
+
+
+def test_spec_augment_masks_training_batches_only(tmp_path):
+    fake_dataset(tmp_path, n=(16, 8, 8), feats=12)
+    plain = ProcessedDataModule("fake", str(tmp_path), batch_size=16)
+    masked = ProcessedDataModule("fake", str(tmp_path), batch_size=16,
+                                 spec_augment={"freq_mask": 4, "time_mask": 5, "num_masks": 2})
+    plain.setup()
+    masked.setup()
+    a, b = next(iter(plain.train_dataloader())), next(iter(masked.train_dataloader()))
+    assert torch.equal(a["lengths"], b["lengths"]) and a["inputs"].shape == b["inputs"].shape
+    assert not torch.equal(a["inputs"], b["inputs"]), "training features must be masked"
+    va, vb = next(iter(plain.val_dataloader())), next(iter(masked.val_dataloader()))
+    assert torch.equal(va["inputs"], vb["inputs"]), "validation features are never masked"
