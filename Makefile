@@ -33,7 +33,7 @@ bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run --quick
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests
 
 format: $(STAMP)

@@ -337,7 +337,11 @@ def _limit_classes(
     max_per_class: int | None,
     skipped: Counter,
 ) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """Drop classes below ``min_per_class``; cap classes at ``max_per_class`` by text hash."""
+    """Drop classes below ``min_per_class``; cap classes at ``max_per_class`` by text hash.
+
+    The cap uses a *salted* hash: the split is also a hash of the text, so keeping the
+    lowest unsalted hashes would keep only val/test utterances and empty the train split.
+    """
     by_class: dict[str, list[str]] = defaultdict(list)
     for text, label in items:
         by_class[label].append(text)
@@ -350,7 +354,7 @@ def _limit_classes(
             skipped["class_below_min"] += len(texts)
             continue
         if max_per_class is not None and len(texts) > int(max_per_class):
-            texts = sorted(texts, key=hash_unit)
+            texts = sorted(texts, key=lambda t: hash_unit("max_per_class\x00" + t))
             skipped["class_above_max"] += len(texts) - int(max_per_class)
             texts = sorted(texts[: int(max_per_class)])
         kept.extend((t, label) for t in texts)
