@@ -90,25 +90,38 @@ def run(shapes, repeats: int, warmup: int) -> list[dict]:
             base = {m: statistics.median(times[("nn", "tanh")][m]) for m in ("fwd", "fwdbwd")}
             for (impl, act), t in times.items():
                 fwd, fwdbwd = statistics.median(t["fwd"]), statistics.median(t["fwdbwd"])
-                records.append({
-                    "cell": cell, "impl": impl, "activation": act, "shape": list(shape),
-                    "fwd_ms": round(fwd, 3), "fwdbwd_ms": round(fwdbwd, 3),
-                    "speed_vs_nn_fwd": round(base["fwd"] / fwd, 3),
-                    "speed_vs_nn_fwdbwd": round(base["fwdbwd"] / fwdbwd, 3),
-                    "peak_mb": None,  # CPU peak memory is not measured yet (fast-kernel issue)
-                })
-                print(f"{cell:5s} {str(shape):22s} {impl:13s} {act:5s} fwd {fwd:9.2f} ms  "
-                      f"fwd+bwd {fwdbwd:9.2f} ms  x{base['fwdbwd'] / fwdbwd:.2f} of nn.*", flush=True)
+                records.append(
+                    {
+                        "cell": cell,
+                        "impl": impl,
+                        "activation": act,
+                        "shape": list(shape),
+                        "fwd_ms": round(fwd, 3),
+                        "fwdbwd_ms": round(fwdbwd, 3),
+                        "speed_vs_nn_fwd": round(base["fwd"] / fwd, 3),
+                        "speed_vs_nn_fwdbwd": round(base["fwdbwd"] / fwdbwd, 3),
+                        "peak_mb": None,  # CPU peak memory is not measured yet (fast-kernel issue)
+                    }
+                )
+                print(
+                    f"{cell:5s} {str(shape):22s} {impl:13s} {act:5s} fwd {fwd:9.2f} ms  "
+                    f"fwd+bwd {fwdbwd:9.2f} ms  x{base['fwdbwd'] / fwdbwd:.2f} of nn.*",
+                    flush=True,
+                )
     return records
 
 
 def markdown(records: list[dict]) -> str:
-    lines = ["| cell | (T, B, I, H) | impl | activation | fwd ms | fwd+bwd ms | speed vs nn.* (fwd / fwd+bwd) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| cell | (T, B, I, H) | impl | activation | fwd ms | fwd+bwd ms | speed vs nn.* (fwd / fwd+bwd) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in records:
-        lines.append(f"| {r['cell']} | {tuple(r['shape'])} | {r['impl']} | {r['activation']} | "
-                     f"{r['fwd_ms']:.2f} | {r['fwdbwd_ms']:.2f} | "
-                     f"{r['speed_vs_nn_fwd']:.2f}x / {r['speed_vs_nn_fwdbwd']:.2f}x |")
+        lines.append(
+            f"| {r['cell']} | {tuple(r['shape'])} | {r['impl']} | {r['activation']} | "
+            f"{r['fwd_ms']:.2f} | {r['fwdbwd_ms']:.2f} | "
+            f"{r['speed_vs_nn_fwd']:.2f}x / {r['speed_vs_nn_fwdbwd']:.2f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -121,12 +134,19 @@ def main() -> None:
     shapes = SHAPES[:1] if args.quick else SHAPES
     records = run(shapes, args.repeats, args.warmup)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.machine(), "processor": platform.processor(),
-            "repeats": args.repeats, "command": "python -m benchmarks.run" + (" --quick" if args.quick else "")}
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "repeats": args.repeats,
+        "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
+    }
     (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "records": records}, indent=2))
-    (RESULTS / "latest.md").write_text(f"`{meta['command']}` — torch {meta['torch']}, "
-                                       f"{meta['threads']} threads\n\n" + markdown(records))
+    (RESULTS / "latest.md").write_text(
+        f"`{meta['command']}` — torch {meta['torch']}, "
+        f"{meta['threads']} threads\n\n" + markdown(records)
+    )
     print(f"wrote {RESULTS / 'latest.json'} and latest.md")
 
 

@@ -21,13 +21,23 @@ FAST = [
 ]
 
 
-def run_cli(module: str, *overrides: str, cwd: Path | None = None, check: bool = True,
-            timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1",
-           "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0"}
+def run_cli(
+    module: str, *overrides: str, cwd: Path | None = None, check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONWARNINGS": "ignore",
+        "HYDRA_FULL_ERROR": "0",
+    }
     proc = subprocess.run(
         [sys.executable, "-m", module, *overrides],
-        cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -34,7 +34,9 @@ def print_config_tree(cfg: DictConfig) -> None:
     tree = rich.tree.Tree("config", style="bold")
     for key, value in cfg.items():
         branch = tree.add(str(key), style="bold cyan")
-        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        text = (
+            OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        )
         branch.add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
     rich.print(tree)
 

@@ -49,10 +49,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         metrics.update(classification_report(task, datamodule, out_dir))
     curves = ckpt_path.parent.parent / "csv" / "metrics.csv"
     if curves.is_file():
-        plot_learning_curves(curves, out_dir / "learning_curves.png", title=str(ckpt_path.parent.parent.name))
+        plot_learning_curves(
+            curves, out_dir / "learning_curves.png", title=str(ckpt_path.parent.parent.name)
+        )
     out = out_dir / "metrics.json"
-    atomic_write_bytes(out, json.dumps({"ckpt_path": str(ckpt_path), **metrics}, indent=2,
-                                       sort_keys=True).encode())
+    atomic_write_bytes(
+        out, json.dumps({"ckpt_path": str(ckpt_path), **metrics}, indent=2, sort_keys=True).encode()
+    )
     log.info("metrics written to %s", out)
     return metrics
 
@@ -79,9 +82,14 @@ def classification_report(task, datamodule, out_dir: Path) -> dict[str, float]:
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / "per_class.json", json.dumps(
-        {"per_class": per_class, "confusion_matrix": matrix.tolist(), "labels": names},
-        indent=2, ensure_ascii=False).encode())
+    atomic_write_bytes(
+        out_dir / "per_class.json",
+        json.dumps(
+            {"per_class": per_class, "confusion_matrix": matrix.tolist(), "labels": names},
+            indent=2,
+            ensure_ascii=False,
+        ).encode(),
+    )
     lines = ["actual,predicted"] + [f"{a},{p}" for a, p in rows]
     atomic_write_bytes(out_dir / "predictions.csv", ("\n".join(lines) + "\n").encode())
     plot_confusion_matrix(matrix, names, out_dir / "confusion_matrix.png")

@@ -58,8 +58,9 @@ def plot_learning_curves(metrics_csv: str | Path, out_png: str | Path, title: st
     return out
 
 
-def plot_confusion_matrix(matrix, class_names: list[str], out_png: str | Path,
-                          title: str = "") -> Path:
+def plot_confusion_matrix(
+    matrix, class_names: list[str], out_png: str | Path, title: str = ""
+) -> Path:
     """Row-normalised confusion matrix (rows: true class) with counts annotated."""
     import numpy as np
 
@@ -75,8 +76,15 @@ def plot_confusion_matrix(matrix, class_names: list[str], out_png: str | Path,
     if n <= 30:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set_title(title)
     fig.tight_layout()
     out = Path(out_png)

@@ -106,8 +106,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def write_metrics(path: Path, metrics: dict[str, float], trainer: L.Trainer) -> None:
     """Final metrics plus where the checkpoints are (atomically: temp file + rename)."""
-    record = {"metrics": metrics, "best_checkpoint": _best_checkpoint(trainer),
-              "epoch": trainer.current_epoch, "global_step": trainer.global_step}
+    record = {
+        "metrics": metrics,
+        "best_checkpoint": _best_checkpoint(trainer),
+        "epoch": trainer.current_epoch,
+        "global_step": trainer.global_step,
+    }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
     tmp.replace(path)
@@ -171,7 +175,9 @@ def apply_params_file(cfg: DictConfig, path: str, cli_overrides: list[str]) -> D
     params = yaml.safe_load(file.read_text()) or {}
     missing = [k for k in PARAMS_KEYS if k not in params]
     if missing:
-        raise ValueError(f"{path}: missing key(s) {missing}; a params file needs {list(PARAMS_KEYS)}")
+        raise ValueError(
+            f"{path}: missing key(s) {missing}; a params file needs {list(PARAMS_KEYS)}"
+        )
     cfg = cfg.copy()
     for key in PARAMS_KEYS:
         cfg[key] = params[key]

@@ -11,8 +11,11 @@ QUIET = ["print_config=false", "callbacks.progress_bar.refresh_rate=0"]
 
 def test_csv_trains_with_one_command_and_counts_bad_rows(tmp_path):
     rng = random.Random(0)
-    words = {"sport": ["goal", "match", "team", "score"], "tech": ["chip", "code", "cpu", "app"],
-             "food": ["bread", "soup", "salt", "rice"]}
+    words = {
+        "sport": ["goal", "match", "team", "score"],
+        "tech": ["chip", "code", "cpu", "app"],
+        "food": ["bread", "soup", "salt", "rice"],
+    }
     path = tmp_path / "my data.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -23,10 +26,20 @@ def test_csv_trains_with_one_command_and_counts_bad_rows(tmp_path):
         w.writerow(["", "tech"])  # empty text: skipped, counted
         w.writerow(["no label here", ""])  # missing label: skipped, counted
     data_dir = tmp_path / "data"
-    run_cli("rnnlab.train", "data=csv", f"prepare.path={path}", "prepare.text_column=review",
-            "prepare.label_column=topic", f"paths.data_dir={data_dir}", "trainer.max_epochs=10", "optim.optimizer.lr=0.01",
-            "model.hidden_size=16", "data.batch_size=16", f"hydra.run.dir={tmp_path / 'run'}",
-            *QUIET)
+    run_cli(
+        "rnnlab.train",
+        "data=csv",
+        f"prepare.path={path}",
+        "prepare.text_column=review",
+        "prepare.label_column=topic",
+        f"paths.data_dir={data_dir}",
+        "trainer.max_epochs=10",
+        "optim.optimizer.lr=0.01",
+        "model.hidden_size=16",
+        "data.batch_size=16",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *QUIET,
+    )
     meta = json.loads((data_dir / "processed" / "csv" / "meta.json").read_text())
     assert meta["labels"] == ["food", "sport", "tech"]
     assert sum(meta["skipped"].values()) == 2
@@ -53,10 +66,19 @@ def test_wav_folder_trains_with_one_command(tmp_path):
                 sf.write(root / label / f"spk{speaker}_nohash_{take}.wav", wave, rate)
     (root / "low" / "broken.wav").write_bytes(b"RIFF not really a wav")
     data_dir = tmp_path / "data"
-    run_cli("rnnlab.train", "data=audio_folder", f"prepare.root={root}",
-            "prepare.speaker_pattern='^(spk[0-9]+)_nohash_'", f"paths.data_dir={data_dir}",
-            "trainer.max_epochs=6", "optim.optimizer.lr=0.01", "model.hidden_size=16",
-            "data.batch_size=8", f"hydra.run.dir={tmp_path / 'run'}", *QUIET)
+    run_cli(
+        "rnnlab.train",
+        "data=audio_folder",
+        f"prepare.root={root}",
+        "prepare.speaker_pattern='^(spk[0-9]+)_nohash_'",
+        f"paths.data_dir={data_dir}",
+        "trainer.max_epochs=6",
+        "optim.optimizer.lr=0.01",
+        "model.hidden_size=16",
+        "data.batch_size=8",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *QUIET,
+    )
     meta = json.loads((data_dir / "processed" / "audio_folder" / "meta.json").read_text())
     assert meta["labels"] == ["high", "low"]
     assert sum(meta["skipped"].values()) == 1
@@ -67,12 +89,22 @@ def test_wav_folder_trains_with_one_command(tmp_path):
 
 
 def test_ctc_recognition_trains_on_synth_digits_with_gated_feedback(tmp_path):
-    run_cli("rnnlab.train", "data=speech_digits_synth", "prepare.voices=[en,en-us]",
-            "prepare.variants=[m1,f1,m3,f3]", "prepare.utterances_per_speaker=4",
-            f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=1",
-            "model/cell=gru", "model/activation=relu", "model/connection=gated_feedback",
-            "model.num_layers=2", "model.hidden_size=16", f"hydra.run.dir={tmp_path / 'run'}",
-            *QUIET)
+    run_cli(
+        "rnnlab.train",
+        "data=speech_digits_synth",
+        "prepare.voices=[en,en-us]",
+        "prepare.variants=[m1,f1,m3,f3]",
+        "prepare.utterances_per_speaker=4",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "trainer.max_epochs=1",
+        "model/cell=gru",
+        "model/activation=relu",
+        "model/connection=gated_feedback",
+        "model.num_layers=2",
+        "model.hidden_size=16",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *QUIET,
+    )
     metrics = read_metrics(tmp_path / "run")["metrics"]
     for key in ("test/cer", "test/wer", "val/cer", "val/wer", "train/loss"):
         assert key in metrics and metrics[key] == metrics[key]  # present and not NaN

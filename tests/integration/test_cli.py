@@ -10,32 +10,58 @@ GRID = [
     ("lstm", "tanh", "stack", "adding", []),
     ("gru", "relu", "highway", "copy", ["model.num_layers=3"]),
     ("rnn", "gelu", "residual", "adding", ["model.num_layers=3", "model.bidirectional=true"]),
-    ("lstm", "silu", "dense", "copy", ["model.num_layers=2", "model.connection.concat_output=true"]),
+    (
+        "lstm",
+        "silu",
+        "dense",
+        "copy",
+        ["model.num_layers=2", "model.connection.concat_output=true"],
+    ),
     ("gru", "tanh", "gated_feedback", "adding", ["model.num_layers=2"]),
     ("rnn", "relu", "parallel", "copy", ["model.init=identity"]),
     ("lstm", "softsign", "stack", "adding", ["optim=sgd", "optim/scheduler=cosine"]),
-    ("gru", "elu", "residual", "copy", ["optim=rmsprop", "model.pooling=mean",
-                                        "trainer.gradient_clip_algorithm=value"]),
-    ("rnn", "hardtanh", "highway", "adding", ["optim=adamw", "optim/scheduler=plateau",
-                                              "model.pooling=max", "optim.l2=1e-4"]),
+    (
+        "gru",
+        "elu",
+        "residual",
+        "copy",
+        ["optim=rmsprop", "model.pooling=mean", "trainer.gradient_clip_algorithm=value"],
+    ),
+    (
+        "rnn",
+        "hardtanh",
+        "highway",
+        "adding",
+        ["optim=adamw", "optim/scheduler=plateau", "model.pooling=max", "optim.l2=1e-4"],
+    ),
     ("lstm", "leaky_relu", "gated_feedback", "copy", ["model/activation=hard_sigmoid_gates"]),
 ]
 
 
-@pytest.mark.parametrize("cell, activation, connection, data, extra", GRID,
-                         ids=["-".join(g[:4]) for g in GRID])
+@pytest.mark.parametrize(
+    "cell, activation, connection, data, extra", GRID, ids=["-".join(g[:4]) for g in GRID]
+)
 def test_cli_fast_dev_run_composes_and_trains(tmp_path, cell, activation, connection, data, extra):
-    run_cli("rnnlab.train", f"model/cell={cell}", f"model/activation={activation}",
-            f"model/connection={connection}", f"data={data}", "trainer.fast_dev_run=true",
-            f"hydra.run.dir={tmp_path}", *FAST, *extra)
+    run_cli(
+        "rnnlab.train",
+        f"model/cell={cell}",
+        f"model/activation={activation}",
+        f"model/connection={connection}",
+        f"data={data}",
+        "trainer.fast_dev_run=true",
+        f"hydra.run.dir={tmp_path}",
+        *FAST,
+        *extra,
+    )
     metrics = read_metrics(tmp_path)["metrics"]
     assert "test/loss" in metrics and torch.isfinite(torch.tensor(metrics["test/loss"]))
     assert "train/loss" in metrics
 
 
 def test_unknown_group_option_lists_valid_choices(tmp_path):
-    proc = run_cli("rnnlab.train", "model/activation=relux", f"hydra.run.dir={tmp_path}",
-                   check=False)
+    proc = run_cli(
+        "rnnlab.train", "model/activation=relux", f"hydra.run.dir={tmp_path}", check=False
+    )
     assert proc.returncode != 0
     err = proc.stderr
     assert "relux" in err
@@ -44,17 +70,24 @@ def test_unknown_group_option_lists_valid_choices(tmp_path):
 
 
 def test_unknown_activation_value_fails_at_start_listing_valid(tmp_path):
-    proc = run_cli("rnnlab.train", "model.activation=relux", f"hydra.run.dir={tmp_path}",
-                   *FAST, check=False)
+    proc = run_cli(
+        "rnnlab.train", "model.activation=relux", f"hydra.run.dir={tmp_path}", *FAST, check=False
+    )
     assert proc.returncode != 0
     assert "activation='relux' is not a known activation; valid:" in proc.stderr
     assert not (tmp_path / "checkpoints").exists(), "must fail before any training"
 
 
 def test_unjoinable_widths_are_refused(tmp_path):
-    proc = run_cli("rnnlab.train", "model/connection=residual", "model.connection.start_layer=1",
-                   "model.connection.project=false", f"hydra.run.dir={tmp_path}", *FAST,
-                   check=False)
+    proc = run_cli(
+        "rnnlab.train",
+        "model/connection=residual",
+        "model.connection.start_layer=1",
+        "model.connection.project=false",
+        f"hydra.run.dir={tmp_path}",
+        *FAST,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "cannot join width 2 to width 8" in proc.stderr
 
@@ -68,8 +101,13 @@ def test_train_then_resume_from_last_checkpoint_then_evaluate(tmp_path):
     assert (ckpt["epoch"], ckpt["global_step"]) == (0, steps_per_epoch)
 
     resumed = tmp_path / "resumed"
-    run_cli("rnnlab.train", "trainer.max_epochs=3", f"ckpt_path={last}",
-            f"hydra.run.dir={resumed}", *FAST)
+    run_cli(
+        "rnnlab.train",
+        "trainer.max_epochs=3",
+        f"ckpt_path={last}",
+        f"hydra.run.dir={resumed}",
+        *FAST,
+    )
     ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     # continued from epoch 1: two more epochs, and the step counter kept counting
     assert (ckpt["epoch"], ckpt["global_step"]) == (2, 3 * steps_per_epoch)
@@ -78,17 +116,26 @@ def test_train_then_resume_from_last_checkpoint_then_evaluate(tmp_path):
 
     # evaluate the checkpoint that training tested: the same test metrics
     evaluation = tmp_path / "eval"
-    run_cli("rnnlab.evaluate", f"ckpt_path={record['best_checkpoint']}",
-            f"hydra.run.dir={evaluation}")
+    run_cli(
+        "rnnlab.evaluate", f"ckpt_path={record['best_checkpoint']}", f"hydra.run.dir={evaluation}"
+    )
     import json
+
     evaluated = json.loads((evaluation / "metrics.json").read_text())
     assert evaluated["test/mse"] == pytest.approx(record["metrics"]["test/mse"], rel=1e-6)
 
 
 def test_resume_from_missing_checkpoint_names_the_path(tmp_path):
-    proc = run_cli("rnnlab.train", f"ckpt_path={tmp_path}/nope.ckpt",
-                   f"hydra.run.dir={tmp_path}", *FAST, check=False)
-    assert proc.returncode != 0 and "nope.ckpt" in proc.stderr and "no such checkpoint" in proc.stderr
+    proc = run_cli(
+        "rnnlab.train",
+        f"ckpt_path={tmp_path}/nope.ckpt",
+        f"hydra.run.dir={tmp_path}",
+        *FAST,
+        check=False,
+    )
+    assert (
+        proc.returncode != 0 and "nope.ckpt" in proc.stderr and "no such checkpoint" in proc.stderr
+    )
 
 
 def test_evaluate_refuses_pickled_payload(tmp_path):
@@ -97,12 +144,14 @@ def test_evaluate_refuses_pickled_payload(tmp_path):
     class Payload:
         def __reduce__(self):
             import os
+
             return (os.system, (f"touch {marker}",))
 
     bad = tmp_path / "bad.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"x": Payload()}}, bad)
-    proc = run_cli("rnnlab.evaluate", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path}/e",
-                   check=False)
+    proc = run_cli(
+        "rnnlab.evaluate", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path}/e", check=False
+    )
     assert proc.returncode != 0
     assert "refused to load" in proc.stderr
     assert not marker.exists(), "the pickle payload must never run"

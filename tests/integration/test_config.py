@@ -47,15 +47,27 @@ def test_config_groups_cover_the_registries():
 def test_full_product_instantiates(tmp_path):
     count = 0
     # the whole product on token data; feature data through every connection and cell
-    grids = {"copy": list(itertools.product(CELLS, ACTS, CONNS)),
-             "adding": list(itertools.product(CELLS, ["relu"], CONNS))}
+    grids = {
+        "copy": list(itertools.product(CELLS, ACTS, CONNS)),
+        "adding": list(itertools.product(CELLS, ["relu"], CONNS)),
+    }
     for data, grid in grids.items():
         dm = None
         for cell, act, conn in grid:
-            cfg = compose_cfg([f"data={data}", f"model/cell={cell}", f"model/activation={act}",
-                               f"model/connection={conn}", "model.hidden_size=4",
-                               "model.num_layers=2", "data.num_train=4", "data.num_val=4",
-                               "data.num_test=4"], tmp_path)
+            cfg = compose_cfg(
+                [
+                    f"data={data}",
+                    f"model/cell={cell}",
+                    f"model/activation={act}",
+                    f"model/connection={conn}",
+                    "model.hidden_size=4",
+                    "model.num_layers=2",
+                    "data.num_train=4",
+                    "data.num_val=4",
+                    "data.num_test=4",
+                ],
+                tmp_path,
+            )
             dm = dm or build_datamodule(cfg.data)
             task = build_task(cfg, dm)
             assert task.hparams.model["cell"] == cell

@@ -24,21 +24,31 @@ TINY_PIPELINE = {
     },
     "speech_commands_synth": {
         "prepare": "prepare.words=[yes,no,stop] prepare.rates=[175] prepare.pitches=[50] "
-                   "prepare.variants=[m1,f1,m3,f3]",
+        "prepare.variants=[m1,f1,m3,f3]",
         "train": "trainer.max_epochs=2 model.hidden_size=16",
     },
 }
 
 
 def sh(*args, cwd, check=True, timeout=900):
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "WANDB_MODE": "offline",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "WANDB_MODE": "offline",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "PYTHONWARNINGS": "ignore",
+    }
+    proc = subprocess.run(
+        list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -51,7 +61,9 @@ def test_dvc_repro_then_noop_then_partial_rerun_then_experiment(tmp_path):
     work = tmp_path / "project"
     work.mkdir()
     for name in ("conf", "src"):
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, work / name)
     pipeline = yaml.safe_load((work / "conf" / "pipeline.yaml").read_text())
@@ -66,8 +78,9 @@ def test_dvc_repro_then_noop_then_partial_rerun_then_experiment(tmp_path):
 
     # 1. the whole pipeline
     first = sh(sys.executable, "-m", "dvc", "repro", cwd=work)
-    assert ran_stages(first.stdout) == {f"{s}@{d}" for s in ("prepare", "train", "evaluate")
-                                        for d in TINY_PIPELINE}
+    assert ran_stages(first.stdout) == {
+        f"{s}@{d}" for s in ("prepare", "train", "evaluate") for d in TINY_PIPELINE
+    }
     for dataset in TINY_PIPELINE:
         res = work / "results" / dataset
         metrics = json.loads((res / "eval" / "metrics.json").read_text())
@@ -89,19 +102,32 @@ def test_dvc_repro_then_noop_then_partial_rerun_then_experiment(tmp_path):
     params["pipeline"]["speech_commands_synth"]["train"] += " model.dropout=0.1"
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = sh(sys.executable, "-m", "dvc", "repro", cwd=work)
-    assert ran_stages(third.stdout) == {"train@speech_commands_synth",
-                                        "evaluate@speech_commands_synth"}, third.stdout
+    assert ran_stages(third.stdout) == {
+        "train@speech_commands_synth",
+        "evaluate@speech_commands_synth",
+    }, third.stdout
 
     # 4. an experiment through Hydra composition, listed beside the baseline
     sh("git", "checkout", "params.yaml", cwd=work)
     sh(sys.executable, "-m", "dvc", "repro", cwd=work)
     sh("git", "add", "-A", cwd=work)
     sh("git", "commit", "-qm", "baseline", cwd=work)
-    sh(sys.executable, "-m", "dvc", "exp", "run", "-S", "model/cell=gru",
-       "-S", "model/activation=relu", cwd=work)
+    sh(
+        sys.executable,
+        "-m",
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        "model/cell=gru",
+        "-S",
+        "model/activation=relu",
+        cwd=work,
+    )
     assert yaml.safe_load((work / "params.yaml").read_text())["model"]["cell"] == "gru"
     ckpt = work / "results" / "text_langid" / "train" / "checkpoints" / "best.ckpt"
     import torch
+
     stored = torch.load(ckpt, weights_only=True)["hyper_parameters"]["model"]
     assert (stored["cell"], stored["activation"]) == ("gru", "relu")
     shown = json.loads(sh(sys.executable, "-m", "dvc", "exp", "show", "--json", cwd=work).stdout)

@@ -10,8 +10,17 @@ from rnnlab.nn.cells import CellActivations
 
 
 def test_registry_has_the_documented_names():
-    assert set(ACTIVATIONS) == {"tanh", "relu", "leaky_relu", "elu", "gelu", "silu",
-                                "softsign", "hardtanh", "sigmoid"}
+    assert set(ACTIVATIONS) == {
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "gelu",
+        "silu",
+        "softsign",
+        "hardtanh",
+        "sigmoid",
+    }
     assert set(GATE_ACTIVATIONS) == {"sigmoid", "hard_sigmoid"}
 
 
@@ -27,7 +36,9 @@ def test_hard_sigmoid_matches_keras_definition():
     assert torch.allclose(hard_sigmoid(x), torch.tensor([0.0, 0.0, 0.5, 0.7, 1.0, 1.0]))
 
 
-@pytest.mark.parametrize("cell, ref_cls", [("rnn", nn.RNNCell), ("lstm", nn.LSTMCell), ("gru", nn.GRUCell)])
+@pytest.mark.parametrize(
+    "cell, ref_cls", [("rnn", nn.RNNCell), ("lstm", nn.LSTMCell), ("gru", nn.GRUCell)]
+)
 def test_cell_module_matches_torch_cell(cell, ref_cls):
     ref = ref_cls(5, 4)
     ours = RecurrentCell(cell, 5, 4)
@@ -52,11 +63,15 @@ def test_lstm_cell_activation_defaults_to_activation_and_can_differ():
 
 
 def test_irnn_identity_init_and_forget_bias():
-    irnn = build_stack(4, {"cell": "rnn", "activation": "relu", "hidden_size": 4, "init": "identity"})
+    irnn = build_stack(
+        4, {"cell": "rnn", "activation": "relu", "hidden_size": 4, "init": "identity"}
+    )
     w_ih, w_hh, b_ih, b_hh = irnn.layers[0].weights(0)
     assert torch.equal(w_hh, torch.eye(4)) and torch.all(b_ih == 0) and torch.all(b_hh == 0)
 
-    lstm = build_stack(4, {"cell": "lstm", "hidden_size": 3, "forget_bias": 1.0, "bidirectional": True})
+    lstm = build_stack(
+        4, {"cell": "lstm", "hidden_size": 3, "forget_bias": 1.0, "bidirectional": True}
+    )
     for d in (0, 1):
         _, _, b_ih, b_hh = lstm.layers[0].weights(d)
         assert torch.all(b_ih[3:6] + b_hh[3:6] == 1.0)

@@ -11,7 +11,10 @@ CELLS = ["rnn", "lstm", "gru"]
 
 def connection_cfg(name):
     if name == "parallel":
-        return {"name": "parallel", "branches": [{"cell": "lstm"}, {"connection": {"name": "highway"}}]}
+        return {
+            "name": "parallel",
+            "branches": [{"cell": "lstm"}, {"connection": {"name": "highway"}}],
+        }
     return {"name": name}
 
 
@@ -22,8 +25,13 @@ def connection_cfg(name):
 def test_connection_builds_and_overfits(name, cell, num_layers, bidirectional):
     torch.manual_seed(0)
     model = build_model(
-        {"cell": cell, "hidden_size": 16, "num_layers": num_layers,
-         "bidirectional": bidirectional, "connection": connection_cfg(name)},
+        {
+            "cell": cell,
+            "hidden_size": 16,
+            "num_layers": num_layers,
+            "bidirectional": bidirectional,
+            "connection": connection_cfg(name),
+        },
         ModelIO("features", 3, 2, "sequence"),
     )
     x = torch.randn(8, 6, 3)
@@ -44,20 +52,46 @@ def test_connection_builds_and_overfits(name, cell, num_layers, bidirectional):
 
 
 def test_output_sizes():
-    assert build_stack(3, {"hidden_size": 5, "num_layers": 3, "connection": {"name": "dense", "concat_output": True}}).output_size == 15
+    assert (
+        build_stack(
+            3,
+            {
+                "hidden_size": 5,
+                "num_layers": 3,
+                "connection": {"name": "dense", "concat_output": True},
+            },
+        ).output_size
+        == 15
+    )
     assert build_stack(3, {"hidden_size": 5, "bidirectional": True}).output_size == 10
-    par = build_stack(3, {"hidden_size": 5, "connection": {"name": "parallel", "branches": [{}, {"hidden_size": 7, "bidirectional": True}]}})
+    par = build_stack(
+        3,
+        {
+            "hidden_size": 5,
+            "connection": {
+                "name": "parallel",
+                "branches": [{}, {"hidden_size": 7, "bidirectional": True}],
+            },
+        },
+    )
     assert par.output_size == 5 + 14
     assert par.segments == [(5, False), (14, True)]
 
 
 def test_residual_refuses_unjoinable_widths_without_projection():
     with pytest.raises(ValueError, match="cannot join width 3 to width 8.*project"):
-        build_stack(3, {"hidden_size": 8, "num_layers": 2,
-                        "connection": {"name": "residual", "start_layer": 1, "project": False}})
+        build_stack(
+            3,
+            {
+                "hidden_size": 8,
+                "num_layers": 2,
+                "connection": {"name": "residual", "start_layer": 1, "project": False},
+            },
+        )
     # with projection (the default) the same widths are joined by a learned P
-    stack = build_stack(3, {"hidden_size": 8, "num_layers": 2,
-                            "connection": {"name": "residual", "start_layer": 1}})
+    stack = build_stack(
+        3, {"hidden_size": 8, "num_layers": 2, "connection": {"name": "residual", "start_layer": 1}}
+    )
     assert isinstance(stack.skips[0], torch.nn.Linear) and stack.skips[0].weight.shape == (8, 3)
     assert isinstance(stack.skips[1], torch.nn.Identity)
 
@@ -70,8 +104,15 @@ def test_highway_starts_close_to_carrying_input():
 def test_gated_feedback_uses_cross_layer_recurrence():
     """Changing layer 2's cross weights changes layer 1's output: feedback flows down."""
     torch.manual_seed(0)
-    stack = build_stack(3, {"cell": "gru", "hidden_size": 4, "num_layers": 2,
-                            "connection": {"name": "gated_feedback"}})
+    stack = build_stack(
+        3,
+        {
+            "cell": "gru",
+            "hidden_size": 4,
+            "num_layers": 2,
+            "connection": {"name": "gated_feedback"},
+        },
+    )
     x = torch.randn(2, 5, 3)
     _, states = stack(x)
     before = states[0][0].clone()
@@ -81,18 +122,24 @@ def test_gated_feedback_uses_cross_layer_recurrence():
     assert not torch.allclose(before, states[0][0])
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"num_layers": 0}, "num_layers=0"),
-    ({"hidden_size": -1}, "hidden_size=-1"),
-    ({"cell": "lstmx"}, "valid: rnn, lstm, gru"),
-    ({"activation": "relux"}, "valid: .*gelu"),
-    ({"gate_activation": "tanh"}, "valid: hard_sigmoid, sigmoid"),
-    ({"connection": {"name": "skip"}}, "valid: stack, residual"),
-    ({"connection": {"name": "stack", "start_layer": 2}}, r"unknown key\(s\) \['start_layer'\]"),
-    ({"dropout": 1.5}, "dropout=1.5"),
-    ({"hiden_size": 4}, r"unknown key\(s\) \['hiden_size'\]"),
-    ({"init": "xavier"}, "valid: default, orthogonal, identity"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"num_layers": 0}, "num_layers=0"),
+        ({"hidden_size": -1}, "hidden_size=-1"),
+        ({"cell": "lstmx"}, "valid: rnn, lstm, gru"),
+        ({"activation": "relux"}, "valid: .*gelu"),
+        ({"gate_activation": "tanh"}, "valid: hard_sigmoid, sigmoid"),
+        ({"connection": {"name": "skip"}}, "valid: stack, residual"),
+        (
+            {"connection": {"name": "stack", "start_layer": 2}},
+            r"unknown key\(s\) \['start_layer'\]",
+        ),
+        ({"dropout": 1.5}, "dropout=1.5"),
+        ({"hiden_size": 4}, r"unknown key\(s\) \['hiden_size'\]"),
+        ({"init": "xavier"}, "valid: default, orthogonal, identity"),
+    ],
+)
 def test_bad_config_is_refused_with_key_and_valid_values(bad, match):
     with pytest.raises(ValueError, match=match):
         build_stack(3, bad)

@@ -34,7 +34,9 @@ def test_ctc_task_learns_to_transcribe_a_small_batch():
     batch = {
         "inputs": torch.nn.utils.rnn.pad_sequence(inputs, batch_first=True),
         "lengths": torch.tensor(lengths),
-        "targets": torch.nn.utils.rnn.pad_sequence([torch.tensor(t) for t in targets], batch_first=True),
+        "targets": torch.nn.utils.rnn.pad_sequence(
+            [torch.tensor(t) for t in targets], batch_first=True
+        ),
         "target_lengths": torch.tensor([len(t) for t in targets]),
     }
     opt = torch.optim.Adam(task.parameters(), lr=0.02)

@@ -16,12 +16,18 @@ def fake_dataset(out_dir, n=(40, 10, 10), feats=3, ctc=False):
         lengths = torch.randint(1, 30, (count,), generator=g).tolist()
         inputs = [torch.randn(t, feats, generator=g) for t in lengths]
         if ctc:
-            targets = [torch.randint(0, 4, (max(1, t // 4),), generator=g).tolist() for t in lengths]
+            targets = [
+                torch.randint(0, 4, (max(1, t // 4),), generator=g).tolist() for t in lengths
+            ]
         else:
             targets = [i % 3 for i in range(count)]
         splits[name] = Split(inputs, targets)
-    meta = {"task": "ctc" if ctc else "classification", "input_kind": "features",
-            "input_dim": feats, "labels": ["a", "b", "c", "d"] if ctc else ["a", "b", "c"]}
+    meta = {
+        "task": "ctc" if ctc else "classification",
+        "input_kind": "features",
+        "input_dim": feats,
+        "labels": ["a", "b", "c", "d"] if ctc else ["a", "b", "c"],
+    }
     return write_processed(out_dir, splits, meta)
 
 
@@ -32,7 +38,9 @@ def test_bucket_sampler_covers_everything_once_and_buckets_lengths():
     assert sorted(i for b in batches for i in b) == list(range(1000))
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
     random_batches = [list(range(k, min(k + 16, 1000))) for k in range(0, 1000, 16)]
-    random_spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in random_batches)
+    random_spread = sum(
+        max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in random_batches
+    )
     assert spread < 0.2 * random_spread
 
 
@@ -48,8 +56,10 @@ def test_bucket_sampler_is_deterministic_per_seed_and_epoch():
 
 def test_bucket_sampler_splits_batches_across_ranks():
     lengths = list(range(1, 102))
-    ranks = [list(BucketBatchSampler(lengths, 8, shuffle=True, seed=0, num_replicas=2, rank=r))
-             for r in (0, 1)]
+    ranks = [
+        list(BucketBatchSampler(lengths, 8, shuffle=True, seed=0, num_replicas=2, rank=r))
+        for r in (0, 1)
+    ]
     assert len(ranks[0]) == len(ranks[1])
     seen = {i for r in ranks for b in r for i in b}
     assert seen == set(range(101))
@@ -100,8 +110,12 @@ def test_meta_is_complete(tmp_path):
 def test_spec_augment_masks_training_batches_only(tmp_path):
     fake_dataset(tmp_path, n=(16, 8, 8), feats=12)
     plain = ProcessedDataModule("fake", str(tmp_path), batch_size=16)
-    masked = ProcessedDataModule("fake", str(tmp_path), batch_size=16,
-                                 spec_augment={"freq_mask": 4, "time_mask": 5, "num_masks": 2})
+    masked = ProcessedDataModule(
+        "fake",
+        str(tmp_path),
+        batch_size=16,
+        spec_augment={"freq_mask": 4, "time_mask": 5, "num_masks": 2},
+    )
     plain.setup()
     masked.setup()
     a, b = next(iter(plain.train_dataloader())), next(iter(masked.train_dataloader()))

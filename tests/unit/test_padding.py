@@ -11,10 +11,13 @@ CONNECTIONS = {
     "highway": {"name": "highway"},
     "dense": {"name": "dense", "concat_output": True},
     "gated_feedback": {"name": "gated_feedback"},
-    "parallel": {"name": "parallel", "branches": [
-        {"cell": "lstm", "num_layers": 2, "connection": {"name": "residual"}},
-        {"cell": "gru", "activation": "relu"},
-    ]},
+    "parallel": {
+        "name": "parallel",
+        "branches": [
+            {"cell": "lstm", "num_layers": 2, "connection": {"name": "residual"}},
+            {"cell": "gru", "activation": "relu"},
+        ],
+    },
 }
 
 
@@ -29,9 +32,17 @@ def flat_states(states):
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("activation", ["tanh", "gelu"])
 def test_padded_batch_equals_each_sequence_alone(connection, cell, bidirectional, activation):
-    stack = build_stack(3, {"cell": cell, "activation": activation, "hidden_size": 4,
-                            "num_layers": 2, "bidirectional": bidirectional,
-                            "connection": CONNECTIONS[connection]}).eval()
+    stack = build_stack(
+        3,
+        {
+            "cell": cell,
+            "activation": activation,
+            "hidden_size": 4,
+            "num_layers": 2,
+            "bidirectional": bidirectional,
+            "connection": CONNECTIONS[connection],
+        },
+    ).eval()
     lengths = torch.tensor([6, 3, 1, 5])
     x = torch.randn(4, 6, 3)
     for b, n in enumerate(lengths.tolist()):

@@ -13,8 +13,16 @@ B, T, I, H = 4, 7, 5, 6  # noqa: E741 (batch, time, input, hidden as in the docs
 
 def make_pair(cell, num_layers, bidirectional, fused):
     ref = TORCH[cell](I, H, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
-    ours = build_stack(I, {"cell": cell, "hidden_size": H, "num_layers": num_layers,
-                           "bidirectional": bidirectional, "fused": fused})
+    ours = build_stack(
+        I,
+        {
+            "cell": cell,
+            "hidden_size": H,
+            "num_layers": num_layers,
+            "bidirectional": bidirectional,
+            "fused": fused,
+        },
+    )
     with torch.no_grad():
         for li, layer in enumerate(ours.layers):
             for d in range(2 if bidirectional else 1):
@@ -67,7 +75,9 @@ def test_loop_matches_torch(cell, num_layers, bidirectional, ragged):
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 mine = getattr(layer.rnn, f"{name}_l0{sfx}").grad
                 theirs = getattr(ref, f"{name}_l{li}{sfx}").grad
-                torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=0, msg=f"{name} l{li}{sfx}")
+                torch.testing.assert_close(
+                    mine, theirs, atol=1e-4, rtol=0, msg=f"{name} l{li}{sfx}"
+                )
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -94,8 +104,16 @@ def test_relu_elman_runs_fused_and_matches_loop():
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("activation", ["tanh", "relu", "gelu"])
 def test_gradcheck_float64(cell, activation):
-    stack = build_stack(3, {"cell": cell, "activation": activation, "hidden_size": 3,
-                            "bidirectional": True, "fused": False}).double()
+    stack = build_stack(
+        3,
+        {
+            "cell": cell,
+            "activation": activation,
+            "hidden_size": 3,
+            "bidirectional": True,
+            "fused": False,
+        },
+    ).double()
     x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([4, 2])
     params = [p for p in stack.parameters()]

@@ -392,8 +392,9 @@ def test_imdb_download_extract_and_cache(tmp_path: Path) -> None:
 
 def test_max_per_language_keeps_every_split_populated(tmp_path: Path) -> None:
     """Capping a class must not correlate with the hash split (regression: train was empty)."""
-    splits, meta = build_text_langid(out_dir=tmp_path, languages=["english", "spanish", "italian"],
-                                     max_per_language=150)
+    splits, meta = build_text_langid(
+        out_dir=tmp_path, languages=["english", "spanish", "italian"], max_per_language=150
+    )
     sizes = {name: len(split) for name, split in splits.items()}
     assert sum(sizes.values()) == 450
     assert sizes["train"] > 300 and sizes["val"] > 20 and sizes["test"] > 20, sizes

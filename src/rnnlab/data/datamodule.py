@@ -28,8 +28,18 @@ class BucketBatchSampler(Sampler[list[int]]):
     a batch. ``num_replicas``/``rank`` split the batches across DDP ranks.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, *, shuffle: bool, seed: int = 0,
-                 pool: int = 50, num_replicas: int = 1, rank: int = 0, drop_last: bool = False):
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        pool: int = 50,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+    ):
         if batch_size < 1:
             raise DataError(f"data.batch_size={batch_size} must be >= 1")
         self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
@@ -48,7 +58,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches = []
         for start in range(0, len(idx), size):
             chunk = sorted(idx[start : start + size], key=lambda i: self.lengths[i])
-            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            batches += [
+                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
+            ]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
         if self.shuffle:
@@ -69,9 +81,18 @@ class BucketBatchSampler(Sampler[list[int]]):
 class ProcessedDataModule(L.LightningDataModule):
     """Reads train/val/test written by ``rnnlab.data.prepare``; exposes ``io`` for the model."""
 
-    def __init__(self, name: str, data_dir: str, batch_size: int = 64, num_workers: int = 0,
-                 seed: int = 0, bucket: bool = True, pool: int = 50,
-                 spec_augment: dict[str, Any] | None = None, verify_checksums: bool = True):
+    def __init__(
+        self,
+        name: str,
+        data_dir: str,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+        bucket: bool = True,
+        pool: int = 50,
+        spec_augment: dict[str, Any] | None = None,
+        verify_checksums: bool = True,
+    ):
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DataError(f"data.batch_size={batch_size!r} must be an integer >= 1")
@@ -112,16 +133,35 @@ class ProcessedDataModule(L.LightningDataModule):
         if trainer is not None and trainer.world_size > 1:
             replicas, rank = trainer.world_size, trainer.global_rank
         if self.bucket:
-            sampler = BucketBatchSampler(ds.lengths, self.batch_size, shuffle=train, seed=self.seed,
-                                         pool=self.pool, num_replicas=replicas, rank=rank)
+            sampler = BucketBatchSampler(
+                ds.lengths,
+                self.batch_size,
+                shuffle=train,
+                seed=self.seed,
+                pool=self.pool,
+                num_replicas=replicas,
+                rank=rank,
+            )
         else:
-            sampler = BucketBatchSampler(ds.lengths, self.batch_size, shuffle=train, seed=self.seed,
-                                         pool=1, num_replicas=replicas, rank=rank)
+            sampler = BucketBatchSampler(
+                ds.lengths,
+                self.batch_size,
+                shuffle=train,
+                seed=self.seed,
+                pool=1,
+                num_replicas=replicas,
+                rank=rank,
+            )
         collate_fn = collate
         if train and self.spec_augment:
             collate_fn = _SpecAugmentCollate(dict(self.spec_augment))
-        return DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=collate_fn, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            ds,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_fn,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

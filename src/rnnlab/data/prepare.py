@@ -33,12 +33,21 @@ def prepare(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.data.data_dir)
     start = time.perf_counter()
     splits, meta = instantiate(cfg.prepare, out_dir=out_dir, _convert_="all")
-    meta = {"name": cfg.data.name, **meta,
-            "prepare_config": OmegaConf.to_container(cfg.prepare, resolve=True)}
+    meta = {
+        "name": cfg.data.name,
+        **meta,
+        "prepare_config": OmegaConf.to_container(cfg.prepare, resolve=True),
+    }
     meta = write_processed(out_dir, splits, meta)
     counts = {k: v["total"] for k, v in meta["counts"].items()}
-    log.info("prepared %s in %.1fs -> %s; counts %s; skipped %s", cfg.data.name,
-             time.perf_counter() - start, out_dir, counts, meta.get("skipped", {}))
+    log.info(
+        "prepared %s in %.1fs -> %s; counts %s; skipped %s",
+        cfg.data.name,
+        time.perf_counter() - start,
+        out_dir,
+        counts,
+        meta.get("skipped", {}),
+    )
     return meta
 
 

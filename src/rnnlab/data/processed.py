@@ -91,8 +91,12 @@ def pack_split(split: Split) -> dict[str, torch.Tensor]:
     }
     if split.targets and isinstance(split.targets[0], (list, tuple, torch.Tensor)):
         t_lengths = torch.tensor([len(t) for t in split.targets], dtype=torch.long)
-        packed["targets"] = torch.tensor([int(v) for t in split.targets for v in t], dtype=torch.long)
-        packed["target_offsets"] = torch.cat([torch.zeros(1, dtype=torch.long), t_lengths.cumsum(0)])
+        packed["targets"] = torch.tensor(
+            [int(v) for t in split.targets for v in t], dtype=torch.long
+        )
+        packed["target_offsets"] = torch.cat(
+            [torch.zeros(1, dtype=torch.long), t_lengths.cumsum(0)]
+        )
     else:
         packed["targets"] = torch.tensor([int(t) for t in split.targets], dtype=torch.long)
     return packed
@@ -124,7 +128,9 @@ def write_processed(out_dir: str | Path, splits: dict[str, Split], meta: dict[st
         counts["total"] = len(split)
         if meta["task"] == "classification":
             per = Counter(int(t) for t in split.targets)
-            counts["per_class"] = {meta["labels"][k]: per.get(k, 0) for k in range(len(meta["labels"]))}
+            counts["per_class"] = {
+                meta["labels"][k]: per.get(k, 0) for k in range(len(meta["labels"]))
+            }
     atomic_write_bytes(out / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False).encode())
     return meta
 
@@ -149,7 +155,9 @@ class ProcessedSequences(torch.utils.data.Dataset):
         if verify:
             expected = read_meta(data_dir).get("checksums", {}).get(path.name)
             if expected and sha256_file(path) != expected:
-                raise DataError(f"{path}: sha256 does not match meta.json; re-run the prepare stage")
+                raise DataError(
+                    f"{path}: sha256 does not match meta.json; re-run the prepare stage"
+                )
         d = torch.load(path, map_location="cpu", weights_only=True)
         self.inputs, self.offsets, self.targets = d["inputs"], d["offsets"], d["targets"]
         self.target_offsets = d.get("target_offsets")

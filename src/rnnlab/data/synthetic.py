@@ -39,8 +39,9 @@ def adding_problem(n: int, seq_len: int, generator: torch.Generator):
     return torch.stack([values, marks], dim=-1), targets
 
 
-def copy_task(n: int, seq_len: int, generator: torch.Generator, num_symbols: int = 8,
-              copy_length: int = 10):
+def copy_task(
+    n: int, seq_len: int, generator: torch.Generator, num_symbols: int = 8, copy_length: int = 10
+):
     """Return token ids (n, copy_length + T + 1 + copy_length) and per-step targets.
 
     Token ids: 0 padding (unused), 1..num_symbols symbols, num_symbols+1 blank,
@@ -67,12 +68,24 @@ class SyntheticDataModule(L.LightningDataModule):
 
     task_type = "classification"
 
-    def __init__(self, seq_len: int = 100, num_train: int = 10000, num_val: int = 1000,
-                 num_test: int = 1000, batch_size: int = 64, seed: int = 0,
-                 num_workers: int = 0):
+    def __init__(
+        self,
+        seq_len: int = 100,
+        num_train: int = 10000,
+        num_val: int = 1000,
+        num_test: int = 1000,
+        batch_size: int = 64,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
         super().__init__()
-        for key, value in {"seq_len": seq_len, "num_train": num_train, "num_val": num_val,
-                           "num_test": num_test, "batch_size": batch_size}.items():
+        for key, value in {
+            "seq_len": seq_len,
+            "num_train": num_train,
+            "num_val": num_val,
+            "num_test": num_test,
+            "batch_size": batch_size,
+        }.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"data.{key}={value!r} must be an integer >= 1")
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
@@ -94,9 +107,15 @@ class SyntheticDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, generator=g, collate_fn=_to_batch,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            generator=g,
+            collate_fn=_to_batch,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
@@ -110,8 +129,11 @@ class SyntheticDataModule(L.LightningDataModule):
 
 def _to_batch(items) -> dict[str, torch.Tensor]:
     inputs, lengths, targets = zip(*items)
-    return {"inputs": torch.stack(inputs), "lengths": torch.stack(lengths),
-            "targets": torch.stack(targets)}
+    return {
+        "inputs": torch.stack(inputs),
+        "lengths": torch.stack(lengths),
+        "targets": torch.stack(targets),
+    }
 
 
 class AddingDataModule(SyntheticDataModule):

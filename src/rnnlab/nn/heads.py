@@ -46,11 +46,14 @@ def pool(output: torch.Tensor, lengths: torch.Tensor, method: str, segments) -> 
 
 
 class SequenceHead(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, pooling: str = "last", dropout: float = 0.0,
-                 segments=None):
+    def __init__(
+        self, in_dim: int, out_dim: int, pooling: str = "last", dropout: float = 0.0, segments=None
+    ):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"model.pooling={pooling!r} is not valid; valid: {', '.join(POOLINGS)}")
+            raise ValueError(
+                f"model.pooling={pooling!r} is not valid; valid: {', '.join(POOLINGS)}"
+            )
         self.pooling = pooling
         self.segments = segments or [(in_dim, False)]
         self.dropout = nn.Dropout(dropout)

@@ -60,7 +60,10 @@ def build_model(cfg: Mapping[str, Any], io: ModelIO) -> RecurrentModel:
     stack = build_stack(dim, cfg)
     if io.output_per == "sequence":
         head: nn.Module = SequenceHead(
-            stack.output_size, io.output_dim, model_cfg["pooling"], model_cfg["head_dropout"],
+            stack.output_size,
+            io.output_dim,
+            model_cfg["pooling"],
+            model_cfg["head_dropout"],
             stack.segments,
         )
     elif io.output_per == "step":

@@ -144,7 +144,9 @@ class RecurrentLayer(nn.Module):
     def weights(self, direction: int) -> tuple[torch.Tensor, ...]:
         sfx = "_l0_reverse" if direction else "_l0"
         r = self.rnn
-        return tuple(getattr(r, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        return tuple(
+            getattr(r, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None, state: State | None = None

@@ -11,4 +11,10 @@ TASKS: dict[str, type[RecurrentTask]] = {
     "ctc": CTCRecognitionTask,
 }
 
-__all__ = ["TASKS", "CTCRecognitionTask", "RecurrentTask", "SequenceClassificationTask", "SequenceRegressionTask"]
+__all__ = [
+    "TASKS",
+    "CTCRecognitionTask",
+    "RecurrentTask",
+    "SequenceClassificationTask",
+    "SequenceRegressionTask",
+]

@@ -47,9 +47,15 @@ class RecurrentTask(L.LightningModule):
         if mode not in ("min", "max"):
             raise ValueError(f"task.mode={mode!r}; valid: min, max")
         self.save_hyperparameters(
-            {"model": dict(model), "io": io_dict, "optim": optim_cfg, "monitor": monitor,
-             "mode": mode, "run_config": dict(run_config or {}),
-             "class_names": list(class_names) if class_names else None}
+            {
+                "model": dict(model),
+                "io": io_dict,
+                "optim": optim_cfg,
+                "monitor": monitor,
+                "mode": mode,
+                "run_config": dict(run_config or {}),
+                "class_names": list(class_names) if class_names else None,
+            }
         )
         self.class_names = list(class_names) if class_names else None
         self.io = ModelIO(**io_dict)
@@ -103,6 +109,12 @@ class RecurrentTask(L.LightningModule):
                 f"epoch {self.current_epoch}; try gradient clipping "
                 "(trainer.gradient_clip_val=1.0) or a lower learning rate (optim.optimizer.lr)"
             )
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch["targets"].shape[0])
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["targets"].shape[0],
+        )
         return total

@@ -17,8 +17,13 @@ IGNORE_INDEX = -100
 class SequenceClassificationTask(RecurrentTask):
     """Cross-entropy over classes; accuracy (micro) and macro-F1; ``val/acc_best``."""
 
-    def __init__(self, *args, class_weights: Sequence[float] | None = None,
-                 label_smoothing: float = 0.0, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        class_weights: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        **kwargs,
+    ) -> None:
         kwargs.setdefault("monitor", "val/acc")
         kwargs.setdefault("mode", "max")
         super().__init__(*args, **kwargs)
@@ -30,10 +35,12 @@ class SequenceClassificationTask(RecurrentTask):
             torch.tensor(class_weights, dtype=torch.float) if class_weights is not None else None,
         )
         self.label_smoothing = float(label_smoothing)
-        metrics = MetricCollection({
-            "acc": MulticlassAccuracy(n, average="micro", ignore_index=IGNORE_INDEX),
-            "f1_macro": MulticlassF1Score(n, average="macro", ignore_index=IGNORE_INDEX),
-        })
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(n, average="micro", ignore_index=IGNORE_INDEX),
+                "f1_macro": MulticlassF1Score(n, average="macro", ignore_index=IGNORE_INDEX),
+            }
+        )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()
@@ -43,15 +50,26 @@ class SequenceClassificationTask(RecurrentTask):
         targets = batch["targets"]
         flat_logits = logits.reshape(-1, logits.shape[-1])
         flat_targets = targets.reshape(-1)
-        loss = F.cross_entropy(flat_logits, flat_targets, weight=self.class_weights,
-                               ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(
+            flat_logits,
+            flat_targets,
+            weight=self.class_weights,
+            ignore_index=IGNORE_INDEX,
+            label_smoothing=self.label_smoothing,
+        )
         return loss, (flat_logits, flat_targets)
 
     def _eval_step(self, batch, metrics, stage: str):
         loss, (logits, targets) = self.loss_and_outputs(batch)
         metrics.update(logits, targets)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True,
-                 batch_size=batch["targets"].shape[0], sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["targets"].shape[0],
+            sync_dist=True,
+        )
         return logits, targets
 
     def on_train_start(self) -> None:

@@ -49,19 +49,33 @@ class CTCRecognitionTask(RecurrentTask):
         logits = self(batch["inputs"], batch["lengths"])
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, C)
         targets = batch["targets"] + 1  # shift past the blank
-        loss = F.ctc_loss(log_probs, targets, batch["lengths"], batch["target_lengths"],
-                          blank=BLANK, zero_infinity=True)
+        loss = F.ctc_loss(
+            log_probs,
+            targets,
+            batch["lengths"],
+            batch["target_lengths"],
+            blank=BLANK,
+            zero_infinity=True,
+        )
         return loss, logits
 
     def _eval_step(self, batch, cer, wer, stage: str) -> None:
         loss, logits = self.loss_and_outputs(batch)
         hyps = [self.spell(h) for h in greedy_decode(logits, batch["lengths"])]
-        refs = [self.spell(t[:n].tolist()) for t, n in
-                zip(batch["targets"].cpu(), batch["target_lengths"].cpu().tolist())]
+        refs = [
+            self.spell(t[:n].tolist())
+            for t, n in zip(batch["targets"].cpu(), batch["target_lengths"].cpu().tolist())
+        ]
         cer.update(hyps, refs)
         wer.update(hyps, refs)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True,
-                 batch_size=len(refs), sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(refs),
+            sync_dist=True,
+        )
 
     def on_train_start(self) -> None:
         self.val_wer_best.reset()
@@ -72,8 +86,15 @@ class CTCRecognitionTask(RecurrentTask):
     def on_validation_epoch_end(self) -> None:
         wer = self.val_wer.compute()
         self.val_wer_best(wer)
-        self.log_dict({"val/cer": self.val_cer.compute(), "val/wer": wer,
-                       "val/wer_best": self.val_wer_best.compute()}, prog_bar=True, sync_dist=True)
+        self.log_dict(
+            {
+                "val/cer": self.val_cer.compute(),
+                "val/wer": wer,
+                "val/wer_best": self.val_wer_best.compute(),
+            },
+            prog_bar=True,
+            sync_dist=True,
+        )
         self.val_cer.reset()
         self.val_wer.reset()
 
@@ -81,7 +102,9 @@ class CTCRecognitionTask(RecurrentTask):
         self._eval_step(batch, self.test_cer, self.test_wer, "test")
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({"test/cer": self.test_cer.compute(), "test/wer": self.test_wer.compute()},
-                      sync_dist=True)
+        self.log_dict(
+            {"test/cer": self.test_cer.compute(), "test/wer": self.test_wer.compute()},
+            sync_dist=True,
+        )
         self.test_cer.reset()
         self.test_wer.reset()

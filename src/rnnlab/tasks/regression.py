@@ -27,8 +27,14 @@ class SequenceRegressionTask(RecurrentTask):
     def validation_step(self, batch, batch_idx):
         loss, (preds, targets) = self.loss_and_outputs(batch)
         self.val_mse.update(preds, targets)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True,
-                 batch_size=targets.shape[0], sync_dist=True)
+        self.log(
+            "val/loss",
+            loss,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=targets.shape[0],
+            sync_dist=True,
+        )
 
     def on_validation_epoch_end(self) -> None:
         mse = self.val_mse.compute()

@@ -17,7 +17,9 @@ class ParallelConnection(RecurrentStack):
     def __init__(self, input_size: int, branches: list[RecurrentStack]):
         super().__init__(input_size, num_layers=1)
         if not branches:
-            raise ValueError("connection.branches is empty; a parallel connection needs >= 1 branch")
+            raise ValueError(
+                "connection.branches is empty; a parallel connection needs >= 1 branch"
+            )
         self.branches = nn.ModuleList(branches)
         self.output_size = sum(b.output_size for b in branches)
         self.segments = [seg for b in branches for seg in b.segments]
