@@ -108,7 +108,7 @@ def write_metrics(path: Path, metrics: dict[str, float], trainer: L.Trainer) -> 
     """Final metrics plus where the checkpoints are (atomically: temp file + rename)."""
     record = {
         "metrics": metrics,
-        "best_checkpoint": _best_checkpoint(trainer),
+        "best_checkpoint": _portable(_best_checkpoint(trainer)),
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
     }
@@ -150,6 +150,17 @@ def _best_checkpoint(trainer: L.Trainer) -> str | None:
         if isinstance(cb, ModelCheckpoint):
             return cb.best_model_path or cb.last_model_path or None
     return None
+
+
+def _portable(path: str | None) -> str | None:
+    """A path inside the working directory is written relative to it (results/ stay
+    identical across checkouts); any other path stays absolute."""
+    if not path:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
