@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader, Sampler
 
 from rnnlab.data.processed import DataError, ProcessedSequences, collate, read_meta
@@ -132,26 +131,15 @@ class ProcessedDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.world_size > 1:
             replicas, rank = trainer.world_size, trainer.global_rank
-        if self.bucket:
-            sampler = BucketBatchSampler(
-                ds.lengths,
-                self.batch_size,
-                shuffle=train,
-                seed=self.seed,
-                pool=self.pool,
-                num_replicas=replicas,
-                rank=rank,
-            )
-        else:
-            sampler = BucketBatchSampler(
-                ds.lengths,
-                self.batch_size,
-                shuffle=train,
-                seed=self.seed,
-                pool=1,
-                num_replicas=replicas,
-                rank=rank,
-            )
+        sampler = BucketBatchSampler(
+            ds.lengths,
+            self.batch_size,
+            shuffle=train,
+            seed=self.seed,
+            pool=self.pool if self.bucket else 1,  # pool=1: plain shuffled batches
+            num_replicas=replicas,
+            rank=rank,
+        )
         collate_fn = collate
         if train and self.spec_augment:
             collate_fn = _SpecAugmentCollate(dict(self.spec_augment))
@@ -192,4 +180,3 @@ def dataset_size(data_dir: str | Path) -> dict[str, int]:
 
 
 __all__ = ["BucketBatchSampler", "ProcessedDataModule", "dataset_size"]
-_ = torch  # torch is the tensor backend of every batch
