@@ -118,28 +118,42 @@ def write_metrics(path: Path, metrics: dict[str, float], trainer: L.Trainer) -> 
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path=auto``: resume from this run dir's last.ckpt if it was made by the same config.
+    """``ckpt_path=auto``: resume an *interrupted* run of the same config from last.ckpt.
 
-    DVC keeps last.ckpt (persist: true) so an interrupted ``dvc repro`` resumes; after a
-    parameter change the old checkpoint belongs to another config and is set aside.
+    DVC keeps the checkpoints (persist: true) so an interrupted ``dvc repro`` resumes.
+    A finished run, or one written by another config (DVC re-runs the stage because a
+    parameter or the code changed), starts fresh: its checkpoints move to
+    ``checkpoints/stale/`` so the new run's best.ckpt is not renamed best-v1.ckpt.
     """
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "auto":
         return ckpt_path
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
     if not last.is_file():
         return None
     from rnnlab.checkpoints import load_checkpoint
 
-    stored = load_checkpoint(last).get("hyper_parameters", {}).get("run_config", {})
+    ckpt = load_checkpoint(last)
+    stored = ckpt.get("hyper_parameters", {}).get("run_config", {})
     current = OmegaConf.to_container(cfg, resolve=True)
-    same = all(stored.get(k) == current.get(k) for k in ("model", "optim", "data", "task", "seed"))
-    if same and stored.get("trainer", {}).get("max_epochs") == cfg.trainer.max_epochs:
-        log.info("resuming from %s", last)
+    keys = ("model", "optim", "data", "task", "seed", "trainer")
+    same = all(stored.get(k) == current.get(k) for k in keys)
+    stopped = any(
+        isinstance(state, dict) and state.get("stopped_epoch", 0) > 0
+        for name, state in ckpt.get("callbacks", {}).items()
+        if str(name).startswith("EarlyStopping")
+    )
+    finished = stopped or ckpt.get("epoch", -1) + 1 >= cfg.trainer.max_epochs
+    if same and not finished:
+        log.info("resuming interrupted run from %s", last)
         return str(last)
-    stale = last.with_name("last.stale.ckpt")
-    last.replace(stale)
-    log.info("%s was written by a different config; moved to %s and starting fresh", last, stale)
+    stale = ckpt_dir / "stale"
+    stale.mkdir(exist_ok=True)
+    for old in ckpt_dir.glob("*.ckpt"):
+        old.replace(stale / old.name)
+    reason = "finished" if same else "written by a different config"
+    log.info("%s was %s; moved checkpoints to %s and starting fresh", last, reason, stale)
     return None
 
 
@@ -148,7 +162,9 @@ def _best_checkpoint(trainer: L.Trainer) -> str | None:
         return None
     for cb in trainer.callbacks:
         if isinstance(cb, ModelCheckpoint):
-            return cb.best_model_path or cb.last_model_path or None
+            for path in (cb.best_model_path, cb.last_model_path):
+                if path and Path(path).is_file():
+                    return path
     return None
 
 
