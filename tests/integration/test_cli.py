@@ -178,3 +178,16 @@ def test_same_seed_same_run_different_seed_different_run(tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     assert m1["test/mse"] != m3["test/mse"]
     assert any(not torch.equal(w1[k], w3[k]) for k in w1)
+
+
+def test_auto_resume_restarts_a_finished_run_cleanly(tmp_path):
+    """Re-running a finished run (DVC after a code change) trains afresh, keeps best.ckpt."""
+    args = ("trainer.max_epochs=1", "ckpt_path=auto", f"hydra.run.dir={tmp_path}", *FAST)
+    run_cli("rnnlab.train", *args)
+    run_cli("rnnlab.train", *args)
+    assert (tmp_path / "checkpoints" / "stale" / "last.ckpt").is_file()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")) == [
+        "epoch_000.ckpt",
+        "last.ckpt",
+    ]
+    assert read_metrics(tmp_path)["best_checkpoint"].endswith("epoch_000.ckpt")
