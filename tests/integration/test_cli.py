@@ -109,10 +109,14 @@ def test_train_then_resume_from_last_checkpoint_then_evaluate(tmp_path):
         *FAST,
     )
     ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "val_mse_best.min_value" in ckpt["state_dict"], "best-so-far must survive resume"
     # continued from epoch 1: two more epochs, and the step counter kept counting
     assert (ckpt["epoch"], ckpt["global_step"]) == (2, 3 * steps_per_epoch)
     record = read_metrics(resumed)
     assert record["global_step"] == 3 * steps_per_epoch
+    # the best-so-far tracker is restored, not restarted: it covers epoch 0 too
+    first_best = read_metrics(first)["metrics"]["val/mse_best"]
+    assert record["metrics"]["val/mse_best"] <= first_best
 
     # evaluate the checkpoint that training tested: the same test metrics
     evaluation = tmp_path / "eval"

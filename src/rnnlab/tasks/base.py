@@ -14,6 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from torchmetrics import MaxMetric, MinMetric
 
 from rnnlab.nn.model import ModelIO, build_model
 from rnnlab.safety import check_targets
@@ -63,6 +64,21 @@ class RecurrentTask(L.LightningModule):
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.net(inputs, lengths)
+
+    # --- best-so-far validation metrics --------------------------------------------
+    @staticmethod
+    def best_tracker(kind: str) -> MaxMetric | MinMetric:
+        """A val/*_best tracker whose state is saved in checkpoints, so it survives resume."""
+        metric = MaxMetric() if kind == "max" else MinMetric()
+        metric.persistent(True)
+        return metric
+
+    def on_train_start(self) -> None:
+        # Sanity-check batches must not count as the best; a resumed run keeps its best.
+        if self.trainer.global_step == 0:
+            for module in self.modules():
+                if isinstance(module, (MaxMetric, MinMetric)):
+                    module.reset()
 
     # --- training strategy -------------------------------------------------------
     def penalty(self) -> torch.Tensor:

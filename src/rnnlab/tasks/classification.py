@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab.tasks.base import RecurrentTask
@@ -43,7 +43,7 @@ class SequenceClassificationTask(RecurrentTask):
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        self.val_acc_best = MaxMetric()
+        self.val_acc_best = self.best_tracker("max")
 
     def loss_and_outputs(self, batch):
         logits = self(batch["inputs"], batch["lengths"])
@@ -71,9 +71,6 @@ class SequenceClassificationTask(RecurrentTask):
             sync_dist=True,
         )
         return logits, targets
-
-    def on_train_start(self) -> None:
-        self.val_acc_best.reset()  # sanity-check batches must not count as the best
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, self.val_metrics, "val")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MinMetric
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from rnnlab.tasks.base import RecurrentTask
@@ -40,7 +39,7 @@ class CTCRecognitionTask(RecurrentTask):
             raise ValueError("a CTC task needs class_names (the label symbols) from its dataset")
         self.val_cer, self.val_wer = CharErrorRate(), WordErrorRate()
         self.test_cer, self.test_wer = CharErrorRate(), WordErrorRate()
-        self.val_wer_best = MinMetric()
+        self.val_wer_best = self.best_tracker("min")
 
     def spell(self, labels: list[int]) -> str:
         return " ".join(self.class_names[k] for k in labels)
@@ -76,9 +75,6 @@ class CTCRecognitionTask(RecurrentTask):
             batch_size=len(refs),
             sync_dist=True,
         )
-
-    def on_train_start(self) -> None:
-        self.val_wer_best.reset()
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, self.val_cer, self.val_wer, "val")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torchmetrics import MeanSquaredError, MinMetric
+from torchmetrics import MeanSquaredError
 
 from rnnlab.tasks.base import RecurrentTask
 
@@ -14,15 +14,12 @@ class SequenceRegressionTask(RecurrentTask):
         kwargs.setdefault("mode", "min")
         super().__init__(*args, **kwargs)
         self.val_mse, self.test_mse = MeanSquaredError(), MeanSquaredError()
-        self.val_mse_best = MinMetric()
+        self.val_mse_best = self.best_tracker("min")
 
     def loss_and_outputs(self, batch):
         preds = self(batch["inputs"], batch["lengths"])
         targets = batch["targets"].to(preds.dtype).reshape(preds.shape)
         return F.mse_loss(preds, targets), (preds, targets)
-
-    def on_train_start(self) -> None:
-        self.val_mse_best.reset()
 
     def validation_step(self, batch, batch_idx):
         loss, (preds, targets) = self.loss_and_outputs(batch)
