@@ -95,8 +95,8 @@ def plot_heatmap(report: Report, labels: dict[str, str], out: Path) -> Path | st
         over = ", ".join(others) if others else "repeated jobs"
         title += f"\n(best of {counts.max()} jobs per cell over {over})"
     fig, ax = plt.subplots(figsize=(1.8 + 1.5 * len(conns), 1.6 + 0.7 * len(acts)))
-    cmap = plt.get_cmap("viridis" if report.mode == "max" else "viridis_r").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("viridis" if report.mode == "max" else "viridis_r")
+    cmap = cmap.with_extremes(bad="#dddddd")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(conns)), conns)
     ax.set_yticks(range(len(acts)), acts)
@@ -109,7 +109,7 @@ def plot_heatmap(report: Report, labels: dict[str, str], out: Path) -> Path | st
             value = grid[r, c]
             text = "n/a" if math.isnan(value) else f"{value:.4g}"
             bright = report.mode == "max" and value > mid or report.mode == "min" and value < mid
-            color = "black" if bright else "white"
+            color = "black" if bright or math.isnan(value) else "white"
             ax.text(c, r, text, ha="center", va="center", fontsize=9, color=color)
     word = "higher" if report.mode == "max" else "lower"
     fig.colorbar(image, ax=ax, label=f"{report.metric} ({word} is better)")
