@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from torch.utils.data import DataLoader, Sampler
 
 from rnnlab.data.processed import DataError, ProcessedSequences, collate, read_meta
@@ -77,7 +79,45 @@ class BucketBatchSampler(Sampler[list[int]]):
         return len(self._batches())
 
 
-class ProcessedDataModule(L.LightningDataModule):
+class RngStateMixin:
+    """Saves the global random state in checkpoints and restores it on resume.
+
+    Lightning calls a DataModule's ``state_dict`` when it writes a checkpoint and
+    ``load_state_dict`` when it resumes from one. The data order is already a pure
+    function of (seed, epoch); this makes the rest that draws from the global
+    generators (dropout, SpecAugment, DataLoader base seeds) continue where the
+    interrupted run stopped, so a resumed run ends with the same weights as an
+    uninterrupted one. Stored as tensors and ints only (loads with ``weights_only``).
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "numpy": (
+                    str(kind),
+                    torch.from_numpy(keys.astype(np.int64)),
+                    int(pos),
+                    int(has_gauss),
+                    float(gauss),
+                ),
+            }
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        rng = state_dict.get("rng")
+        if not rng:
+            return
+        torch.set_rng_state(rng["torch"])
+        version, internal, gauss = rng["python"]
+        random.setstate((version, tuple(internal), gauss))
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+class ProcessedDataModule(RngStateMixin, L.LightningDataModule):
     """Reads train/val/test written by ``rnnlab.data.prepare``; exposes ``io`` for the model."""
 
     def __init__(
@@ -179,4 +219,4 @@ def dataset_size(data_dir: str | Path) -> dict[str, int]:
     return {k: v["total"] for k, v in meta.get("counts", {}).items()}
 
 
-__all__ = ["BucketBatchSampler", "ProcessedDataModule", "dataset_size"]
+__all__ = ["BucketBatchSampler", "ProcessedDataModule", "RngStateMixin", "dataset_size"]

@@ -13,10 +13,13 @@ and machines for a given seed, and train/val/test never share a generator stream
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
+from rnnlab.data.datamodule import RngStateMixin
 from rnnlab.nn.model import ModelIO
 
 IGNORE_INDEX = -100
@@ -63,7 +66,31 @@ def copy_task(
     return inputs, targets
 
 
-class SyntheticDataModule(L.LightningDataModule):
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation that is a pure function of (seed, epoch).
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed at epoch N sees
+    the same order as an uninterrupted run did (a DataLoader ``generator`` would restart
+    from the seed and replay epoch 0's order).
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class SyntheticDataModule(RngStateMixin, L.LightningDataModule):
     """Base for generated datasets: fixed-size, seeded splits; batches are dicts."""
 
     task_type = "classification"
@@ -106,13 +133,19 @@ class SyntheticDataModule(L.LightningDataModule):
             self.splits[split] = TensorDataset(inputs, lengths, targets)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed)
+        ds = self.splits[split]
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            sampler: Sampler[int] = DistributedSampler(
+                ds, trainer.world_size, trainer.global_rank, shuffle=shuffle, seed=self.seed
+            )
+        else:
+            sampler = EpochShuffleSampler(len(ds), self.seed, shuffle)
         return DataLoader(
-            self.splits[split],
+            ds,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
-            generator=g,
             collate_fn=_to_batch,
             persistent_workers=self.num_workers > 0,
         )
