@@ -173,7 +173,7 @@ def _axes(config: dict[str, Any], choices: dict[str, Any]) -> dict[str, str]:
 
 def _failure_reason(job_dir: Path) -> str:
     """The last error-looking line of the job's log file(s), else a generic reason."""
-    pattern = re.compile(r"(Error|Exception|Traceback|Killed|NaN|nan|inf\b|ERROR|CRITICAL)")
+    pattern = re.compile(r"Error|Exception|Traceback|Killed|\b(NaN|nan|inf)\b|\[(ERROR|CRITICAL)\]")
     for log_file in sorted(job_dir.glob("*.log")):
         try:
             lines = log_file.read_text(errors="replace").splitlines()
@@ -183,7 +183,7 @@ def _failure_reason(job_dir: Path) -> str:
             if pattern.search(line):
                 text = re.sub(r"^\[[^\]]*\]\[[^\]]*\]\[[A-Z]+\] - ", "", line.strip())
                 return text[:300]
-    return "no metrics.json (the job did not finish)"
+    return "no metrics.json (the job did not finish; Hydra printed its error to the console)"
 
 
 def read_job(job_dir: Path) -> Job:
@@ -402,6 +402,53 @@ def _data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 
+def gradient_summary(report: Report) -> list[dict[str, Any]]:
+    """Per job and layer, from the last gradient-flow record: how much ||dL/dh_t|| shrinks
+    from the last step to the first (orders of magnitude; vanishing when large) and the
+    saturated/dead unit fractions."""
+    rows = []
+    for job in report.jobs:
+        records = (job.gradient_flow or {}).get("records") or []
+        if not records:
+            continue
+        for layer, stats in sorted((records[-1].get("layers") or {}).items()):
+            norms = [v for v in stats.get("dh_norm") or [] if isinstance(v, (int, float))]
+            decay = None
+            if len(norms) > 1 and norms[0] > 0 and norms[-1] > 0:
+                decay = math.log10(norms[-1] / norms[0])
+            rows.append(
+                {
+                    "job": job.name,
+                    "layer": layer,
+                    "epoch": records[-1].get("epoch"),
+                    "log10(|dh_T|/|dh_0|)": decay,
+                    "saturated_frac": stats.get("saturated_frac"),
+                    "dead_frac": stats.get("dead_frac"),
+                    "weight_grad_norm": stats.get("weight_grad_norm"),
+                }
+            )
+    return rows
+
+
+def _gradient_table(report: Report) -> str:
+    rows = gradient_summary(report)
+    if not rows:
+        return ""
+    esc = html.escape
+    head = "".join(f"<th>{esc(k)}</th>" for k in rows[0])
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{esc(_fmt(v) if v is not None else '')}</td>" for v in r.values())
+        + "</tr>"
+        for r in rows
+    )
+    return (
+        "<h2>Gradient flow summary (last record)</h2><p>log10(|dh_T|/|dh_0|): orders of "
+        "magnitude the gradient loses from the last time step back to the first.</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
 def write_html(report: Report, out_dir: Path, images: dict[str, Path], notes: list[str]) -> Path:
     """One page with everything inline: it opens offline and can be mailed as one file."""
     esc = html.escape
@@ -425,6 +472,7 @@ def write_html(report: Report, out_dir: Path, images: dict[str, Path], notes: li
         for title, path in images.items()
     )
     notes_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    gradients = _gradient_table(report)
     optuna = ""
     if report.optuna:
         optuna = (
@@ -447,6 +495,7 @@ img {{ max-width: 100%; display: block; margin-bottom: 1em; }}
 <h2>Leaderboard</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
 {figures}
+{gradients}
 {f"<h2>Notes</h2><ul>{notes_html}</ul>" if notes else ""}
 </body></html>
 """

@@ -124,7 +124,7 @@ def plot_gradient_flow(report: Report, labels: dict[str, str], out: Path) -> Pat
     panels = []
     for job in report.jobs:
         records = (job.gradient_flow or {}).get("records") or []
-        if records and records[-1].get("layers"):
+        if records and (records[-1].get("layers") or records[-1].get("input")):
             panels.append((job, records[-1]))
     if not panels:
         return "gradient_flow.png skipped: no job has gradient_flow/gradient_flow.json"
@@ -135,11 +135,18 @@ def plot_gradient_flow(report: Report, labels: dict[str, str], out: Path) -> Pat
     )
     for ax, (job, record) in zip(axes.flat, panels):
         drawn = False
-        for layer, stats in sorted(record["layers"].items()):
-            norms = np.asarray(stats.get("dh_norm") or [], dtype=float)
+        lines = [
+            (layer, stats.get("dh_norm"), "-")
+            for layer, stats in sorted((record.get("layers") or {}).items())
+        ]
+        # the callback also records dL/dx_t at the stack's input (bidirectional layers,
+        # which it cannot replay step by step, leave only this line)
+        lines.append(("input dL/dx_t", (record.get("input") or {}).get("dx_norm"), "--"))
+        for name, values, style in lines:
+            norms = np.asarray(values or [], dtype=float)
             norms[~(norms > 0)] = np.nan  # log scale: zeros and NaN are gaps
             if np.isfinite(norms).any():
-                ax.plot(np.arange(len(norms)), norms, label=layer)
+                ax.plot(np.arange(len(norms)), norms, style, label=name)
                 drawn = True
         if drawn:
             ax.set_yscale("log")

@@ -50,5 +50,13 @@ def test_report_of_a_real_activation_by_connection_sweep(tmp_path):
         pixels = mpimg.imread(report / name)
         assert pixels.ndim == 3 and pixels.std() > 0.01, name
     page = (report / "report.html").read_text()
-    assert page.count("data:image/png;base64,") >= 2
     assert "http://" not in page and "https://" not in page
+    # gradient-flow profiles when the jobs recorded them (callbacks.gradient_flow)
+    flows = list(sweep.glob("*/gradient_flow/gradient_flow.json"))
+    if flows:
+        assert (report / "gradient_flow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert mpimg.imread(report / "gradient_flow.png").std() > 0.01
+        assert page.count("data:image/png;base64,") == 3
+    else:
+        assert "gradient_flow.png skipped" in page
+        assert page.count("data:image/png;base64,") == 2

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from rnnlab.report import ReportError, build_report, main
+from rnnlab.report import ReportError, build_report, gradient_summary, main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -191,7 +191,8 @@ def test_writes_valid_pngs_and_a_self_contained_html_page(sweep):
     assert "http://" not in text and "https://" not in text
     assert "<script" not in text.lower() and "<link" not in text.lower()
     # the leaderboard is an HTML table with every job
-    assert text.count("<tr") == 1 + 5
+    leaderboard = text.split("<h2>Leaderboard</h2>")[1].split("</table>")[0]
+    assert leaderboard.count("<tr") == 1 + 5
     assert "RuntimeError: loss is NaN at step 7" in text
     # embedded images are the PNG files byte for byte
     import base64
@@ -349,3 +350,31 @@ def test_gradient_flow_panels_use_the_last_record(sweep):
     last = flows["0"]["records"][-1]["layers"]["layer_0"]["dh_norm"]
     assert all(v > 0 and math.isfinite(v) for v in last)
     assert_valid_png(sweep / "report" / "gradient_flow.png")
+
+
+def test_gradient_summary_measures_vanishing_per_layer(sweep):
+    report, page = build_report(sweep)
+    rows = {(r["job"], r["layer"]): r for r in gradient_summary(report)}
+    assert sorted(rows) == [("0", "layer_0"), ("0", "layer_1"), ("2", "layer_0"), ("2", "layer_1")]
+    # tanh job: dh_norm = 0.5 ** (11 - t): 11 * log10(2) orders of magnitude lost
+    assert rows[("0", "layer_0")]["log10(|dh_T|/|dh_0|)"] == pytest.approx(11 * math.log10(2))
+    assert rows[("2", "layer_0")]["log10(|dh_T|/|dh_0|)"] == pytest.approx(-11 * math.log10(0.9))
+    assert rows[("0", "layer_1")]["epoch"] == 2
+    assert "Gradient flow summary" in page.read_text()
+
+
+def test_all_jobs_failed_still_writes_a_report(tmp_path, capsys):
+    write_multirun_yaml(tmp_path, ["model/activation=tanh,relu"])
+    write_job(tmp_path, "0", "tanh", "stack", None)
+    write_job(tmp_path, "1", "relu", "stack", None)
+    (tmp_path / "1" / "train.log").write_text("[2026-11-22][x][INFO] - starting\n")
+    assert main([str(tmp_path)]) == 0
+    assert "best: none (no job has a finite val/acc)" in capsys.readouterr().out
+    rows = read_leaderboard(tmp_path / "report")
+    assert [r["status"] for r in rows] == [
+        "failed: RuntimeError: loss is NaN at step 7",
+        "failed: no metrics.json (the job did not finish; Hydra printed its error to the console)",
+    ]
+    assert not (tmp_path / "report" / "heatmap.png").exists()
+    assert_valid_png(tmp_path / "report" / "learning_curves.png")
+    assert "heatmap.png skipped" in (tmp_path / "report" / "report.html").read_text()
