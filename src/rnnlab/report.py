@@ -44,7 +44,9 @@ AXIS_KEYS = {
     "data.name",
 }
 MIN_WORDS = ("loss", "mse", "mae", "rmse", "cer", "wer", "err", "perplexity", "ppl")
-SWEEP_SYNTAX = re.compile(r",|^(range|choice|interval|glob|tag)\(")
+# Hydra sweep values: "a,b" or range()/choice()/interval()/glob(); "[a,b]" and "{a:1,b:2}"
+# are a single list or dict value.
+SWEEP_SYNTAX = re.compile(r"^[^\[{].*,|^(range|choice|interval|glob)\(")
 
 
 class ReportError(ValueError):
@@ -287,7 +289,8 @@ def rank(jobs: list[Job], metric: str, mode: str) -> list[Job]:
         else:
             job.value = value
     sign = -1.0 if mode == "max" else 1.0
-    ok = sorted((j for j in jobs if j.status == "ok"), key=lambda j: (sign * j.value, j.name))
+    # stable sort: ties keep job order (jobs arrive sorted by job number)
+    ok = sorted((j for j in jobs if j.status == "ok"), key=lambda j: sign * j.value)
     missing = [j for j in jobs if j.status == "missing metric"]
     failed = [j for j in jobs if j.status == "failed"]
     return ok + missing + failed

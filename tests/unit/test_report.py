@@ -277,7 +277,12 @@ def test_best_value_from_csv_when_the_task_stores_no_best_tracker(tmp_path):
 def test_other_swept_keys_become_columns_and_the_heat_map_takes_the_best(tmp_path):
     write_multirun_yaml(
         tmp_path,
-        ["model/activation=tanh,relu", "model/cell=lstm,gru", "optim.optimizer.lr=0.01,0.001"],
+        [
+            "model/activation=tanh,relu",
+            "model/cell=lstm,gru",
+            "optim.optimizer.lr=0.01,0.001",
+            "data.spec_augment={freq_mask:8,time_mask:10}",  # one dict value, not a sweep
+        ],
     )
     n = 0
     for act in ("tanh", "relu"):
@@ -285,10 +290,12 @@ def test_other_swept_keys_become_columns_and_the_heat_map_takes_the_best(tmp_pat
             for lr in ("0.01", "0.001"):
                 best = 0.5 + 0.1 * n / 8
                 extra = {"model/cell": cell, "optim.optimizer.lr": lr, "seed": "42"}
+                extra["data.spec_augment"] = "{freq_mask:8,time_mask:10}"
                 write_job(tmp_path, str(n), act, "stack", best, cell=cell, extra=extra)
                 n += 1
     report, page = build_report(tmp_path)
-    assert report.swept == ["optim.optimizer.lr"]  # seed is constant; cell is an axis column
+    # seed and spec_augment are constant; cell is an axis column
+    assert report.swept == ["optim.optimizer.lr"]
     rows = read_leaderboard(tmp_path / "report")
     assert len(rows) == 8
     assert rows[0]["optim.optimizer.lr"] == "0.001" and rows[0]["cell"] == "gru"
@@ -378,3 +385,13 @@ def test_all_jobs_failed_still_writes_a_report(tmp_path, capsys):
     assert not (tmp_path / "report" / "heatmap.png").exists()
     assert_valid_png(tmp_path / "report" / "learning_curves.png")
     assert "heatmap.png skipped" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_ties_keep_job_number_order(tmp_path):
+    write_multirun_yaml(tmp_path, ["seed=range(0,11)"])
+    for n in (10, 2, 0):
+        write_job(tmp_path, str(n), "tanh", "stack", 0.5, extra={"seed": str(n)})
+    report, _ = build_report(tmp_path)
+    assert [j.name for j in report.jobs] == ["0", "2", "10"]
+    assert report.swept == ["seed"]
+    assert [r["seed"] for r in read_leaderboard(tmp_path / "report")] == ["0", "2", "10"]
