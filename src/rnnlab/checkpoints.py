@@ -1,12 +1,26 @@
-"""Loading checkpoints safely: tensors and plain containers only, never pickled code."""
+"""Checkpoint and output files, safely.
+
+* loading: tensors and plain containers only (``weights_only=True``), never pickled code;
+* saving: atomically (temp file in the same directory, fsync, ``os.replace``), so a crash
+  or a full disk during a save leaves the previous checkpoint intact and no reader ever
+  sees a torn file;
+* the output directory is checked at start, so an unwritable one fails before training.
+"""
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import pickle
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from rnnlab.data.processed import OutputError, atomic_write_bytes
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -22,3 +36,49 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"plain containers (possible code payload); only weights_only checkpoints load. "
             f"Detail: {str(err).splitlines()[0]}"
         ) from None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's TorchCheckpointIO, but every save is atomic in the target directory.
+
+    (Lightning's own save goes through an fsspec transaction that writes the file in
+    the system temp directory and moves it, which is a plain copy across filesystems
+    and never fsyncs.)
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def check_output_dir(path: str | Path, key: str = "paths.output_dir") -> Path:
+    """Create ``path`` if needed and prove it is writable, or fail naming it.
+
+    Probes with a real file write (not ``os.access``, which says yes to root even on
+    read-only mounts), so a read-only, full or misplaced output directory stops the
+    run before any data preparation or training.
+    """
+    path = Path(path)
+    hint = "choose another with hydra.run.dir=<dir> (sweeps: hydra.sweep.dir=<dir>)"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".rnnlab-write-probe.")
+        try:
+            os.write(fd, b"rnnlab")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno == errno.ENOSPC:
+            reason += " (the disk is full)"
+        raise OutputError(
+            err.errno, f"{key}={str(path)!r} is not writable: {reason}; {hint}"
+        ) from err
+    return path

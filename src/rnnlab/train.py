@@ -17,7 +17,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.checkpoints import AtomicCheckpointIO, check_output_dir
 from rnnlab.config import config_dir, instantiate_group, print_config_tree, register_resolvers
+from rnnlab.data.processed import atomic_write_bytes
 from rnnlab.safety import check_targets
 from rnnlab.tasks import TASKS, RecurrentTask
 
@@ -75,6 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test; return all logged metrics (floats)."""
     if cfg.get("print_config"):
         print_config_tree(cfg)
+    check_output_dir(cfg.paths.output_dir)
     ensure_prepared(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg.data)
@@ -82,7 +85,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_group(cfg.get("logger"), "logger")
     check_targets(cfg.trainer, "trainer")
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
@@ -105,16 +110,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def write_metrics(path: Path, metrics: dict[str, float], trainer: L.Trainer) -> None:
-    """Final metrics plus where the checkpoints are (atomically: temp file + rename)."""
+    """Final metrics plus where the checkpoints are (atomically: temp file, fsync, rename)."""
     record = {
         "metrics": metrics,
         "best_checkpoint": _portable(_best_checkpoint(trainer)),
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    tmp.replace(path)
+    atomic_write_bytes(path, json.dumps(record, indent=2, sort_keys=True).encode())
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:

@@ -30,6 +30,7 @@ ARGS = [
     "callbacks.progress_bar.refresh_rate=0",
     "trainer.max_epochs=3",
     "ckpt_path=auto",
+    "logger=csv",
 ]
 
 
