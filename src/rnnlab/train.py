@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab.checkpoints import AtomicCheckpointIO, check_output_dir
 from rnnlab.config import config_dir, instantiate_group, print_config_tree, register_resolvers
 from rnnlab.data.processed import atomic_write_bytes
+from rnnlab.loggers import (
+    finish_wandb,
+    log_classification_report,
+    log_full_config,
+    wandb_loggers,
+)
 from rnnlab.safety import check_targets
-from rnnlab.tasks import TASKS, RecurrentTask
+from rnnlab.tasks import TASKS, RecurrentTask, TrainingDiverged
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -83,35 +90,74 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg.data)
     task = build_task(cfg, datamodule)
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
-    loggers = instantiate_group(cfg.get("logger"), "logger")
+    # A logger factory may return None (W&B with mode=disabled).
+    loggers = [lg for lg in instantiate_group(cfg.get("logger"), "logger") if lg is not None]
     check_targets(cfg.trainer, "trainer")
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
 
     metrics: dict[str, float] = {}
-    if cfg.get("train", True):
-        ckpt_path = resolve_ckpt_path(cfg)
-        if ckpt_path and ckpt_path != "last" and not Path(ckpt_path).is_file():
-            raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no such checkpoint file")
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        metrics.update(_floats(trainer.callback_metrics))
-    if cfg.get("test", True):
-        best = _best_checkpoint(trainer)
-        if best is None:
-            log.warning("no checkpoint was written; testing the current weights")
-        else:
-            log.info("testing best checkpoint %s", best)
-        trainer.test(task, datamodule=datamodule, ckpt_path=best, weights_only=True)
-        metrics.update(_floats(trainer.callback_metrics))
-    if trainer.is_global_zero:
-        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics, trainer)
+    diverged: TrainingDiverged | None = None
+    try:
+        if trainer.is_global_zero:
+            log_full_config(loggers, OmegaConf.to_container(cfg, resolve=True))
+        if cfg.get("train", True):
+            ckpt_path = resolve_ckpt_path(cfg)
+            if ckpt_path and ckpt_path != "last" and not Path(ckpt_path).is_file():
+                raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no such checkpoint file")
+            try:
+                trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            except TrainingDiverged as err:
+                diverged = err
+                log.error("%s. Last good checkpoint kept: %s", err, _last_checkpoint(trainer))
+            metrics.update(_floats(trainer.callback_metrics))
+        if cfg.get("test", True) and diverged is None:
+            best = _best_checkpoint(trainer)
+            if best is None:
+                log.warning("no checkpoint was written; testing the current weights")
+            else:
+                log.info("testing best checkpoint %s", best)
+            trainer.test(task, datamodule=datamodule, ckpt_path=best, weights_only=True)
+            metrics.update(_floats(trainer.callback_metrics))
+            _log_test_report(trainer, task, loggers)
+        status = "completed" if diverged is None else "diverged"
+        if trainer.is_global_zero:
+            write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics, trainer, status)
+    except BaseException:
+        finish_wandb(exit_code=1, summary={"status": "failed"})
+        raise
+    finish_wandb(
+        exit_code=0 if diverged is None else 1,
+        summary={
+            "status": status,
+            "best_checkpoint": _portable(_best_checkpoint(trainer)),
+            "last_checkpoint": _portable(_last_checkpoint(trainer)),
+            "output_dir": _portable(str(cfg.paths.output_dir)),
+        },
+    )
+    if diverged is not None:
+        raise diverged
     return metrics
 
 
-def write_metrics(path: Path, metrics: dict[str, float], trainer: L.Trainer) -> None:
-    """Final metrics plus where the checkpoints are (atomically: temp file, fsync, rename)."""
+def _log_test_report(trainer: L.Trainer, task: RecurrentTask, loggers: list) -> None:
+    """Per-class table and confusion matrix to W&B (classification tasks, rank 0)."""
+    confusion = getattr(task, "test_confusion", None)
+    if confusion is None or not trainer.is_global_zero:
+        return
+    for logger in wandb_loggers(loggers):
+        log_classification_report(logger, confusion, task.class_names)
+
+
+def write_metrics(
+    path: Path, metrics: dict[str, float], trainer: L.Trainer, status: str = "completed"
+) -> None:
+    """Final metrics plus where the checkpoints are (atomically: temp file, fsync, rename).
+
+    ``status`` is ``completed`` or ``diverged`` (training stopped on a NaN/Inf loss)."""
     record = {
+        "status": status,
         "metrics": metrics,
         "best_checkpoint": _portable(_best_checkpoint(trainer)),
         "epoch": trainer.current_epoch,
@@ -128,15 +174,17 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     parameter or the code changed), starts fresh: its checkpoints move to
     ``checkpoints/stale/`` so the new run's best.ckpt is not renamed best-v1.ckpt.
     """
+    from rnnlab.checkpoints import load_checkpoint
+
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "auto":
+        if ckpt_path and ckpt_path != "last":
+            load_checkpoint(ckpt_path)  # refuses pickled code with a message naming the file
         return ckpt_path
     ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if not last.is_file():
         return None
-    from rnnlab.checkpoints import load_checkpoint
-
     ckpt = load_checkpoint(last)
     stored = ckpt.get("hyper_parameters", {}).get("run_config", {})
     current = OmegaConf.to_container(cfg, resolve=True)
@@ -157,6 +205,14 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         old.replace(stale / old.name)
     reason = "finished" if same else "written by a different config"
     log.info("%s was %s; moved checkpoints to %s and starting fresh", last, reason, stale)
+    return None
+
+
+def _last_checkpoint(trainer: L.Trainer) -> str | None:
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.last_model_path:
+            if Path(cb.last_model_path).is_file():
+                return cb.last_model_path
     return None
 
 
@@ -224,11 +280,37 @@ def main(cfg: DictConfig) -> float | None:
         from hydra.core.hydra_config import HydraConfig
 
         cfg = apply_params_file(cfg, cfg.params_file, list(HydraConfig.get().overrides.task))
-    metrics = train(cfg)
     monitor = cfg.task.monitor
+    try:
+        metrics = train(cfg)
+    except TrainingDiverged:
+        if not _in_multirun():
+            raise
+        penalty = sweep_penalty(cfg)
+        log.error("job diverged; %s=%s goes to the sweeper and the sweep goes on", monitor, penalty)
+        return penalty
     value = metrics.get(monitor)
     log.info("final metrics: %s", {k: round(v, 6) for k, v in sorted(metrics.items())})
+    if value is not None and not math.isfinite(value) and _in_multirun():
+        log.error("%s=%s is not finite; the sweeper gets %s", monitor, value, sweep_penalty(cfg))
+        return sweep_penalty(cfg)
     return value
+
+
+def sweep_penalty(cfg: DictConfig) -> float:
+    """The finite objective a sweeper gets for a diverged job: ``diverged_value``, or by
+    default 1e6 on the bad side of the task's direction (Optuna refuses NaN)."""
+    value = cfg.get("diverged_value")
+    if value is None:
+        value = -1e6 if cfg.task.mode == "max" else 1e6
+    return float(value)
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

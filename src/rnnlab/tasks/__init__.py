@@ -1,6 +1,6 @@
 """LightningModules: what is learned (loss, metrics) and how (optimizer, penalties)."""
 
-from rnnlab.tasks.base import RecurrentTask
+from rnnlab.tasks.base import RecurrentTask, TrainingDiverged
 from rnnlab.tasks.classification import SequenceClassificationTask
 from rnnlab.tasks.ctc import CTCRecognitionTask
 from rnnlab.tasks.regression import SequenceRegressionTask
@@ -12,6 +12,7 @@ TASKS: dict[str, type[RecurrentTask]] = {
 }
 
 __all__ = [
+    "TrainingDiverged",
     "TASKS",
     "CTCRecognitionTask",
     "RecurrentTask",

@@ -28,6 +28,18 @@ DEFAULT_OPTIM: dict[str, Any] = {
 }
 
 
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN/Inf; the run stops, the last good checkpoint stays."""
+
+    def __init__(self, loss: float, global_step: int, epoch: int) -> None:
+        self.loss, self.global_step, self.epoch = loss, global_step, epoch
+        super().__init__(
+            f"training diverged: non-finite loss ({loss}) at global step {global_step}, "
+            f"epoch {epoch}; clip gradients (trainer.gradient_clip_val=1.0) or lower the "
+            "learning rate (optim.optimizer.lr)"
+        )
+
+
 class RecurrentTask(L.LightningModule):
     def __init__(
         self,
@@ -119,12 +131,13 @@ class RecurrentTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         loss, _ = self.loss_and_outputs(batch)
         total = loss + self.penalty()
-        if not torch.isfinite(total):
-            raise FloatingPointError(
-                f"non-finite training loss ({total.item()}) at global step {self.global_step}, "
-                f"epoch {self.current_epoch}; try gradient clipping "
-                "(trainer.gradient_clip_val=1.0) or a lower learning rate (optim.optimizer.lr)"
-            )
+        finite = bool(torch.isfinite(total))
+        if self.trainer.world_size > 1:  # every rank stops together, none waits in all-reduce
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            # Raised before backward: no NaN reaches the weights, and Lightning saves no
+            # checkpoint on an exception, so the last good one stays as it was.
+            raise TrainingDiverged(total.item(), self.global_step, self.current_epoch)
         self.log(
             "train/loss",
             loss,

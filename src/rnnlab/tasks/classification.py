@@ -7,7 +7,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
 
 from rnnlab.tasks.base import RecurrentTask
 
@@ -44,6 +48,9 @@ class SequenceClassificationTask(RecurrentTask):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_acc_best = self.best_tracker("max")
+        # Test-set confusion counts (reduced across ranks), for loggers' per-class reports.
+        self.test_confmat = MulticlassConfusionMatrix(n, ignore_index=IGNORE_INDEX)
+        self.test_confusion: torch.Tensor | None = None
 
     def loss_and_outputs(self, batch):
         logits = self(batch["inputs"], batch["lengths"])
@@ -83,8 +90,11 @@ class SequenceClassificationTask(RecurrentTask):
         self.val_metrics.reset()
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, self.test_metrics, "test")
+        logits, targets = self._eval_step(batch, self.test_metrics, "test")
+        self.test_confmat.update(logits, targets)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
         self.test_metrics.reset()
+        self.test_confusion = self.test_confmat.compute().cpu()
+        self.test_confmat.reset()

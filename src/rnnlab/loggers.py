@@ -1,0 +1,183 @@
+"""Weights & Biases: one run per Hydra job, offline unless the machine is set up for W&B.
+
+wandb with no API key and no ``WANDB_MODE`` stops at start to ask for a key; a sweep on
+a cluster node would hang there. ``mode: auto`` therefore picks ``online`` only when the
+machine has credentials (``WANDB_API_KEY``, an identity-token file or a netrc entry for
+the W&B host) and ``offline`` otherwise; an explicit ``WANDB_MODE`` always wins. Offline
+runs are complete runs on disk: ``wandb sync <output_dir>/wandb/offline-run-*`` uploads
+them later.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import Logger, WandbLogger
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "online", "offline", "disabled")
+
+
+def has_wandb_credentials(env: Mapping[str, str] | None = None) -> bool:
+    """True when wandb could authenticate without asking: key, token file or netrc."""
+    env = os.environ if env is None else env
+    if env.get("WANDB_API_KEY") or env.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(env.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    candidates = [env.get("NETRC")] if env.get("NETRC") else []
+    home = Path(env.get("HOME", str(Path.home())))
+    candidates += [str(home / ".netrc"), str(home / "_netrc")]
+    for path in candidates:
+        if not path or not Path(path).is_file():
+            continue
+        try:
+            if netrc.netrc(path).authenticators(host):
+                return True
+        except (netrc.NetrcParseError, OSError) as err:
+            log.warning("could not read %s (%s); ignoring it for W&B credentials", path, err)
+    return False
+
+
+def resolve_mode(mode: str, env: Mapping[str, str] | None = None) -> str:
+    """The W&B mode to use: ``WANDB_MODE`` if set, else ``mode`` (``auto``: see module)."""
+    env = os.environ if env is None else env
+    if mode not in MODES:
+        raise ValueError(f"logger.wandb.mode={mode!r}; valid: {', '.join(MODES)}")
+    chosen = env.get("WANDB_MODE") or mode
+    if chosen == "dryrun":  # wandb's old name for offline
+        chosen = "offline"
+    if chosen not in MODES:
+        raise ValueError(f"WANDB_MODE={chosen!r}; valid: online, offline, disabled")
+    if chosen == "auto":
+        chosen = "online" if has_wandb_credentials(env) else "offline"
+    return chosen
+
+
+def _hydra_job() -> tuple[bool, Any] | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized():
+            return None
+        hydra_cfg = HydraConfig.get()
+    except ImportError:
+        return None
+    return hydra_cfg.mode == RunMode.MULTIRUN, hydra_cfg
+
+
+def sweep_run_name() -> str | None:
+    """``<job num>:<overrides>`` for a multirun job, so the dashboard shows what varied."""
+    job = _hydra_job()
+    if job is None or not job[0]:
+        return None
+    hydra_cfg = job[1]
+    return f"{hydra_cfg.job.num}:{hydra_cfg.job.override_dirname}"
+
+
+def sweep_group() -> str | None:
+    """The W&B group shared by every job of one Hydra multirun: the sweep directory name."""
+    job = _hydra_job()
+    if job is None or not job[0]:
+        return None
+    return f"sweep-{Path(job[1].sweep.dir).name}"
+
+
+def wandb_logger(
+    *,
+    save_dir: str,
+    project: str = "rnnlab",
+    entity: str | None = None,
+    group: str | None = None,
+    job_type: str = "train",
+    name: str | None = None,
+    tags: Sequence[Any] = (),
+    notes: str | None = None,
+    mode: str = "auto",
+) -> Logger | None:
+    """A ``WandbLogger`` for this job, or None when W&B is disabled.
+
+    Checkpoints are never uploaded (``log_model=False``): they are DVC outputs, and the
+    run summary records their paths instead.
+    """
+    chosen = resolve_mode(mode)
+    if chosen == "disabled":
+        log.info("W&B disabled (logger.wandb.mode / WANDB_MODE)")
+        return None
+    if chosen == "offline" and mode == "auto" and not os.environ.get("WANDB_MODE"):
+        log.info("no W&B credentials on this machine: logging offline (sync with `wandb sync`)")
+    os.environ["WANDB_MODE"] = chosen  # rank processes and wandb-core see the same mode
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(
+        save_dir=save_dir,
+        project=project,
+        entity=entity,
+        group=group or sweep_group(),
+        job_type=job_type,
+        name=name or sweep_run_name(),
+        tags=sorted({str(t) for t in tags if t is not None and str(t)}),
+        notes=notes,
+        offline=chosen == "offline",
+        log_model=False,
+        reinit="finish_previous",
+    )
+
+
+def wandb_loggers(loggers: Sequence[Logger]) -> list[WandbLogger]:
+    return [lg for lg in loggers if isinstance(lg, WandbLogger)]
+
+
+def finish_wandb(exit_code: int = 0, summary: Mapping[str, Any] | None = None) -> None:
+    """Finish the live wandb run (if any) so the next Hydra job starts a new one."""
+    import wandb
+
+    run = wandb.run
+    if run is None:
+        return
+    for key, value in (summary or {}).items():
+        run.summary[key] = value
+    run.finish(exit_code=exit_code)
+
+
+def log_classification_report(
+    logger: WandbLogger, confusion: Any, class_names: Sequence[str] | None
+) -> None:
+    """Test-set confusion matrix (W&B's chart) and a per-class precision/recall/F1 table."""
+    import wandb
+
+    counts = confusion.tolist()
+    n = len(counts)
+    names = (
+        list(class_names) if class_names and len(class_names) == n else [str(i) for i in range(n)]
+    )
+    cells = [[names[i], names[j], counts[i][j]] for i in range(n) for j in range(n)]
+    matrix = wandb.plot_table(
+        "wandb/confusion_matrix/v1",
+        wandb.Table(columns=["Actual", "Predicted", "nPredictions"], data=cells),
+        {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"},
+        {"title": "test confusion matrix"},
+    )
+    rows = []
+    for i, name in enumerate(names):
+        tp = counts[i][i]
+        support = sum(counts[i])
+        predicted = sum(counts[k][i] for k in range(n))
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append([name, precision, recall, f1, support])
+    table = wandb.Table(columns=["class", "precision", "recall", "f1", "support"], data=rows)
+    logger.experiment.log({"test/confusion_matrix": matrix, "test/per_class": table})
+
+
+def log_full_config(loggers: Sequence[Logger], config: Mapping[str, Any]) -> None:
+    """The whole composed config at the top level of the W&B run config (filterable)."""
+    for logger in wandb_loggers(loggers):
+        logger.experiment.config.update(dict(config), allow_val_change=True)
