@@ -3,7 +3,8 @@
 Parameters live in a one-layer ``nn.LSTM/GRU/RNN`` so that a state dict loads into
 PyTorch's own modules and so the fused kernel (oneDNN/cuDNN) can run them whenever the
 activations are the ones it implements. Any other activation runs the project's own
-loop, which computes the same numbers on the same weights. Both paths honour lengths:
+kernel (nn/kernels: a C++ time loop with a hand-written backward, or its portable
+torch twin), which computes the same numbers on the same weights. Both paths honour lengths:
 padded steps never change outputs at valid steps or the final state, and outputs at
 padded steps are zero (as ``pad_packed_sequence`` leaves them).
 """
@@ -18,11 +19,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from rnnlab.nn.cells import (
     CellActivations,
     State,
-    cell_step,
     check_cell,
     init_recurrent_weights,
     initial_state,
 )
+from rnnlab.nn.kernels import recurrence
 
 _TORCH_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -59,28 +60,18 @@ def run_direction(
     weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     state: State | None = None,
 ) -> tuple[torch.Tensor, State]:
-    """Run one direction with the project's loop. x: (B, T, I) -> (B, T, H), state."""
+    """Run one direction with the project's kernel. x: (B, T, I) -> (B, T, H), state.
+
+    The input projection of every step is one matrix product here (autograd's linear
+    backward then gives dW_ih and dX as single products too); the kernel runs the loop.
+    """
     w_ih, w_hh, b_ih, b_hh = weights
-    batch, steps = x.shape[:2]
-    hidden = w_hh.shape[1]
     if state is None:
-        state = initial_state(cell, batch, hidden, x)
-    # Input projection for every step at once; the loop only does the recurrence.
-    gx = F.linear(x, w_ih, b_ih).transpose(0, 1)
-    ragged = bool((lengths < steps).any())
-    mask = step_mask(lengths, steps, x.device) if ragged else None
-    outputs = []
-    # unbind, not gx[t]: indexing in a loop makes autograd allocate a full-size gradient per step.
-    for t, gx_t in enumerate(gx.unbind(0)):
-        new = cell_step(cell, acts, gx_t, F.linear(state[0], w_hh, b_hh), state)
-        if mask is not None:
-            m = mask[t]
-            state = tuple(torch.where(m, n, s) for n, s in zip(new, state))
-            outputs.append(new[0] * m)
-        else:
-            state = new
-            outputs.append(new[0])
-    return torch.stack(outputs, dim=1), state
+        state = initial_state(cell, x.shape[0], w_hh.shape[1], x)
+    gx = F.linear(x, w_ih, b_ih)
+    names = (acts.activation, acts.cell_activation or acts.activation, acts.gate_activation)
+    c0 = state[1] if cell == "lstm" else None
+    return recurrence(cell, names, gx, w_hh, b_hh, state[0], c0, lengths)
 
 
 class RecurrentLayer(nn.Module):
@@ -91,7 +82,7 @@ class RecurrentLayer(nn.Module):
     a tuple of (D, B, H) tensors (``(h,)`` or ``(h, c)``), like PyTorch's modules.
 
     ``fused``: ``"auto"`` uses PyTorch's fused kernel when it computes this cell exactly;
-    ``False`` forces the project's loop (used by parity tests); ``True`` demands the
+    ``False`` forces the project's kernel (used by parity tests); ``True`` demands the
     fused kernel and refuses activations it cannot run.
     """
 

@@ -1,0 +1,145 @@
+"""Fast recurrent kernels: one layer's time loop with a hand-written backward.
+
+``recurrence(cell, acts, gx, w_hh, b_hh, h0, c0, lengths)`` runs the loop of an Elman,
+LSTM or GRU layer for any registered activation. ``gx = x W_ih^T + b_ih`` for all steps
+is computed by the caller as one matrix product, so autograd's own linear backward
+gives dW_ih = dGates^T X and dX = dGates W_ih as single large products. Inside, one
+matmul per step does the recurrence, and the backward (an ``autograd.Function``, not
+a per-step graph) finishes with dW_hh = dGates^T H_prev as ONE matmul.
+
+Backends, chosen per call:
+- ``cpp``: recurrence.cpp compiled once (build.py) — CPU, float32/float64;
+- ``python``: reference.py, the same algorithm in torch ops — any device (CUDA) or dtype.
+``RNNLAB_KERNEL=python`` forces the portable backend, ``=cpp`` makes a failed build an
+error; by default (``auto``) a failed build prints a one-line notice and falls back.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from rnnlab.nn.activations import KERNEL_CODES
+from rnnlab.nn.kernels import reference
+
+CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}
+BACKENDS = ("auto", "cpp", "python")
+_state: dict[str, object] = {}
+
+
+def requested_backend() -> str:
+    mode = os.environ.get("RNNLAB_KERNEL", "auto").lower()
+    if mode not in BACKENDS:
+        raise ValueError(f"RNNLAB_KERNEL={mode!r} is not valid; valid: {', '.join(BACKENDS)}")
+    return mode
+
+
+def cpp_available() -> bool:
+    """Build/load the C++ kernel once per process; False (with a notice) if it cannot be."""
+    if "cpp" not in _state:
+        mode = requested_backend()
+        if mode == "python":
+            _state["cpp"] = False
+        else:
+            from rnnlab.nn.kernels.build import load_extension
+
+            try:
+                load_extension()
+                _state["cpp"] = True
+            except Exception as err:  # no compiler, no headers, ...: fall back, say so once
+                if mode == "cpp":
+                    raise
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
+                print(
+                    f"rnnlab: C++ recurrent kernel unavailable ({first}); "
+                    "using the slower portable kernel",
+                    file=sys.stderr,
+                )
+                _state["cpp"] = False
+    return bool(_state["cpp"])
+
+
+def backend_for(x: torch.Tensor) -> str:
+    """The backend that will run a layer on tensor ``x`` (``cpp`` or ``python``)."""
+    mode = requested_backend()
+    if mode == "python" or x.device.type != "cpu":
+        return "python"
+    if x.dtype not in (torch.float32, torch.float64):
+        return "python"
+    return "cpp" if cpp_available() else "python"
+
+
+def reset_backend() -> None:
+    """Forget the cached backend decision (tests flip ``RNNLAB_KERNEL``)."""
+    _state.clear()
+
+
+class Recurrence(torch.autograd.Function):
+    """(gx, W_hh, b_hh, h0, c0) -> (out, h_T, c_T) with the hand-written backward."""
+
+    @staticmethod
+    def forward(ctx, gx, w_hh, b_hh, h0, c0, lengths, cell, acts, backend):
+        save = any(ctx.needs_input_grad[:5])
+        lstm = cell == "lstm"
+        if backend == "cpp":
+            codes = [KERNEL_CODES[a] for a in acts]
+            c_in = c0 if lstm else gx.new_empty(0)
+            out, h, c, pre, c_all, hn_all = torch.ops.rnnlab_kernels.rec_forward(
+                gx.contiguous(), w_hh, b_hh, h0, c_in, lengths, CELL_CODES[cell], *codes, save
+            )
+        else:
+            out, h, c, pre, c_all, hn_all = reference.forward(
+                cell, acts, gx, w_hh, b_hh, h0, c0 if lstm else None, lengths, save
+            )
+        if save:
+            c_saved = c0 if lstm else gx.new_empty(0)
+            ctx.save_for_backward(w_hh, h0, c_saved, out, pre, c_all, hn_all, lengths)
+        ctx.cell, ctx.acts, ctx.backend = cell, acts, backend
+        if not lstm:
+            ctx.mark_non_differentiable(c)
+        return out, h, c
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out, grad_h, grad_c):
+        w_hh, h0, c0, out, pre, c_all, hn_all, lengths = ctx.saved_tensors
+        cell, acts, lstm = ctx.cell, ctx.acts, ctx.cell == "lstm"
+        if ctx.backend == "cpp":
+            codes = [KERNEL_CODES[a] for a in acts]
+            g_c = grad_c if lstm else out.new_empty(0)
+            dgx, dw, db, dh0, dc0 = torch.ops.rnnlab_kernels.rec_backward(
+                grad_out, grad_h, g_c, w_hh, h0, c0, out, pre, c_all, hn_all, lengths,
+                CELL_CODES[cell], *codes,
+            )  # fmt: skip
+        else:
+            dgx, dw, db, dh0, dc0 = reference.backward(
+                cell, acts, grad_out, grad_h, grad_c if lstm else None, w_hh, h0,
+                c0 if lstm else None, out, pre, c_all, hn_all, lengths,
+            )  # fmt: skip
+        return dgx, dw, db, dh0, (dc0 if lstm else None), None, None, None, None
+
+
+def recurrence(
+    cell: str,
+    acts: tuple[str, str, str],
+    gx: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_hh: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor | None,
+    lengths: torch.Tensor,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Run one direction. gx (B, T, G*H), lengths (B,) -> out (B, T, H), state tuple.
+
+    ``acts`` = (activation, cell_activation, gate_activation) names. Outputs at padded
+    steps are zero and the state stops at each sequence's last valid step.
+    """
+    backend = backend_for(gx)
+    lengths = lengths.to("cpu" if backend == "cpp" else gx.device, torch.long)
+    if c0 is None:
+        c0 = h0.new_empty(0)
+    out, h, c = Recurrence.apply(gx, w_hh, b_hh, h0, c0, lengths, cell, acts, backend)
+    return out, ((h, c) if cell == "lstm" else (h,))

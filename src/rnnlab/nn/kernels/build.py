@@ -1,0 +1,73 @@
+"""Build (once) and load the C++ recurrence kernel, safely under concurrency.
+
+The extension is compiled at first use into a cache directory keyed by the source,
+the torch version and the CPU, so a source edit or a torch upgrade rebuilds it and
+every later process just loads the shared object. Two processes building at once
+(pytest-xdist workers, DDP ranks) serialise on an ``fcntl`` lock that the kernel
+releases if a builder dies; torch's own lock file left behind by a killed build is
+removed while we hold ours, so a crash never wedges later runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("recurrence.cpp")
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-DNDEBUG"]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def cache_root() -> Path:
+    """``$RNNLAB_KERNEL_CACHE``, else ``$TORCH_EXTENSIONS_DIR/rnnlab``, else ~/.cache/rnnlab."""
+    if os.environ.get("RNNLAB_KERNEL_CACHE"):
+        return Path(os.environ["RNNLAB_KERNEL_CACHE"])
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return Path(os.environ["TORCH_EXTENSIONS_DIR"]) / "rnnlab"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnnlab" / "kernels"
+
+
+def build_name() -> str:
+    key = "|".join(
+        [SOURCE.read_text(), torch.__version__, " ".join(CFLAGS), _cpu_model(), platform.machine()]
+    )
+    return "rnnlab_rec_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def load_extension() -> None:
+    """Compile if needed and load; registers ``torch.ops.rnnlab_kernels``. Raises on failure."""
+    from torch.utils import cpp_extension
+
+    name = build_name()
+    build_dir = cache_root() / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / "rnnlab.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            stale = build_dir / "lock"  # torch's FileBaton; only a dead builder leaves it
+            stale.unlink(missing_ok=True)
+            cpp_extension.load(
+                name=name,
+                sources=[str(SOURCE)],
+                extra_cflags=CFLAGS,
+                extra_ldflags=["-fopenmp"],
+                build_directory=str(build_dir),
+                is_python_module=False,
+                verbose=False,
+            )
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

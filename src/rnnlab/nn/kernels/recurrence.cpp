@@ -1,0 +1,326 @@
+// rnnlab recurrent kernels: the time loop of Elman / LSTM / GRU layers in C++.
+//
+// The Python side computes the input projection gx = x W_ih^T + b_ih for all steps
+// (one matmul) and hands it here. Forward: one addmm per step for the recurrence and
+// one fused, vectorised elementwise pass per batch row (parallel over rows). Backward:
+// one addmm per step to carry dh through W_hh, fused elementwise gate derivatives, and
+// the weight gradient dW_hh = dGates^T H_prev as ONE matmul after the loop.
+// Lengths: rows with t >= length keep their state and emit zeros (no per-sequence loop).
+// Activations are chosen at run time by code (kernels/__init__.py lists them); every
+// loop over a row is an `omp simd` loop so exp/tanh/erf vectorise through libmvec.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+
+enum Cell : int64_t { RNN = 0, LSTM = 1, GRU = 2 };
+enum Act : int64_t {
+  TANH = 0, RELU = 1, LEAKY_RELU = 2, ELU = 3, GELU = 4,
+  SILU = 5, SOFTSIGN = 6, HARDTANH = 7, SIGMOID = 8, HARD_SIGMOID = 9
+};
+
+#define RNNLAB_MAP(EXPR)                                   \
+  _Pragma("omp simd") for (int64_t k = 0; k < n; ++k) {    \
+    const T v = x[k];                                      \
+    y[k] = (EXPR);                                         \
+  }                                                        \
+  break;
+
+// y = f(x) elementwise.
+template <typename T>
+void act_fwd(int64_t a, const T* __restrict__ x, T* __restrict__ y, int64_t n) {
+  const T one = 1, zero = 0, half = 0.5;
+  switch (a) {
+    case TANH: RNNLAB_MAP(std::tanh(v))
+    case RELU: RNNLAB_MAP(v > zero ? v : zero)
+    case LEAKY_RELU: RNNLAB_MAP(v > zero ? v : T(0.01) * v)
+    case ELU: RNNLAB_MAP(v > zero ? v : std::exp(v) - one)
+    case GELU: RNNLAB_MAP(half * v * (one + std::erf(v * T(M_SQRT1_2))))
+    case SILU: RNNLAB_MAP(v / (one + std::exp(-v)))
+    case SOFTSIGN: RNNLAB_MAP(v / (one + std::abs(v)))
+    case HARDTANH: RNNLAB_MAP(v < -one ? -one : (v > one ? one : v))
+    case SIGMOID: RNNLAB_MAP(one / (one + std::exp(-v)))
+    case HARD_SIGMOID: {
+      RNNLAB_MAP(std::min(std::max(T(0.2) * v + half, zero), one))
+    }
+    default: TORCH_CHECK(false, "rnnlab kernel: unknown activation code ", a);
+  }
+}
+
+#define RNNLAB_GRAD(EXPR)                                  \
+  _Pragma("omp simd") for (int64_t k = 0; k < n; ++k) {    \
+    const T v = x[k];                                      \
+    g[k] = gy[k] * (EXPR);                                 \
+  }                                                        \
+  break;
+
+// g = gy * f'(x), x the pre-activation; g may alias gy.
+template <typename T>
+void act_bwd(int64_t a, const T* __restrict__ x, const T* gy, T* g, int64_t n) {
+  const T one = 1, zero = 0, half = 0.5;
+  switch (a) {
+    case TANH: RNNLAB_GRAD((one - std::tanh(v) * std::tanh(v)))
+    case RELU: RNNLAB_GRAD(v > zero ? one : zero)
+    case LEAKY_RELU: RNNLAB_GRAD(v > zero ? one : T(0.01))
+    case ELU: RNNLAB_GRAD(v > zero ? one : std::exp(v))
+    case GELU:
+      RNNLAB_GRAD(half * (one + std::erf(v * T(M_SQRT1_2))) +
+                  v * std::exp(-half * v * v) * T(0.3989422804014327))
+    case SILU: {
+      RNNLAB_GRAD((one / (one + std::exp(-v))) * (one + v * (one - one / (one + std::exp(-v)))))
+    }
+    case SOFTSIGN: RNNLAB_GRAD(one / ((one + std::abs(v)) * (one + std::abs(v))))
+    case HARDTANH: RNNLAB_GRAD((v > -one && v < one) ? one : zero)
+    case SIGMOID: RNNLAB_GRAD((one / (one + std::exp(-v))) * (one - one / (one + std::exp(-v))))
+    case HARD_SIGMOID: RNNLAB_GRAD((v >= T(-2.5) && v <= T(2.5)) ? T(0.2) : zero)
+    default: TORCH_CHECK(false, "rnnlab kernel: unknown activation code ", a);
+  }
+}
+
+int64_t gates_of(int64_t cell) { return cell == LSTM ? 4 : (cell == GRU ? 3 : 1); }
+
+int64_t grain_for(int64_t row_work) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(row_work, 1)); }
+
+at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()); }
+
+template <typename T>
+void forward_loop(const at::Tensor& gx, const at::Tensor& gh, at::Tensor& out, at::Tensor& h,
+                  at::Tensor& c, at::Tensor& pre, at::Tensor& c_all, at::Tensor& hn_all,
+                  at::Tensor& tmp, const at::Tensor& bias, const at::Tensor& wt, const int64_t* L,
+                  int64_t B, int64_t S, int64_t GH, int64_t H, int64_t cell, int64_t phi,
+                  int64_t phi_c, int64_t sigma, bool save, int64_t grain) {
+    const T* gx_p = gx.data_ptr<T>();
+    const T* gh_p = gh.data_ptr<T>();
+    T* out_p = out.data_ptr<T>();
+    T* h_p = h.data_ptr<T>();
+    T* c_p = cell == LSTM ? c.data_ptr<T>() : nullptr;
+    T* pre_p = pre.data_ptr<T>();
+    T* call_p = c_all.numel() ? c_all.data_ptr<T>() : nullptr;
+    T* hn_p = hn_all.numel() ? hn_all.data_ptr<T>() : nullptr;
+    T* tmp_p = tmp.data_ptr<T>();
+    for (int64_t t = 0; t < S; ++t) {
+      at::addmm_out(const_cast<at::Tensor&>(gh), bias, h, wt);
+      at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t bt = b * S + t;
+          T* __restrict__ o = out_p + bt * H;
+          if (t >= L[b]) {
+            std::fill(o, o + H, T(0));
+            continue;
+          }
+          const T* __restrict__ x = gx_p + bt * GH;
+          const T* __restrict__ r = gh_p + b * GH;
+          T* __restrict__ p = pre_p + (save ? bt : b) * GH;
+          T* __restrict__ hb = h_p + b * H;
+          T* __restrict__ q = tmp_p + b * 4 * H;
+          if (cell == RNN) {
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) p[k] = x[k] + r[k];
+            act_fwd<T>(phi, p, hb, H);
+            std::copy(hb, hb + H, o);
+          } else if (cell == LSTM) {
+#pragma omp simd
+            for (int64_t k = 0; k < 4 * H; ++k) p[k] = x[k] + r[k];
+            act_fwd<T>(sigma, p, q, 2 * H);
+            act_fwd<T>(phi, p + 2 * H, q + 2 * H, H);
+            act_fwd<T>(sigma, p + 3 * H, q + 3 * H, H);
+            T* __restrict__ cb = c_p + b * H;
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) cb[k] = q[H + k] * cb[k] + q[k] * q[2 * H + k];
+            if (call_p) std::copy(cb, cb + H, call_p + bt * H);
+            act_fwd<T>(phi_c, cb, q, H);
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) {
+              hb[k] = q[3 * H + k] * q[k];
+              o[k] = hb[k];
+            }
+          } else {
+#pragma omp simd
+            for (int64_t k = 0; k < 2 * H; ++k) p[k] = x[k] + r[k];
+            act_fwd<T>(sigma, p, q, 2 * H);
+            const T* __restrict__ hn = r + 2 * H;
+            if (hn_p) std::copy(hn, hn + H, hn_p + bt * H);
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) p[2 * H + k] = x[2 * H + k] + q[k] * hn[k];
+            act_fwd<T>(phi, p + 2 * H, q + 2 * H, H);
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) {
+              const T z = q[H + k];
+              hb[k] = (T(1) - z) * q[2 * H + k] + z * hb[k];
+              o[k] = hb[k];
+            }
+          }
+        }
+      });
+    }
+}
+
+// gx (B, T, G*H) contiguous, includes b_ih. Returns {out, h_T, c_T, pre, c_all, hn_all}.
+std::vector<at::Tensor> rec_forward(const at::Tensor& gx, const at::Tensor& w_hh,
+                                    const at::Tensor& b_hh, const at::Tensor& h0,
+                                    const at::Tensor& c0, const at::Tensor& lengths, int64_t cell,
+                                    int64_t phi, int64_t phi_c, int64_t sigma, bool save) {
+  TORCH_CHECK(gx.dim() == 3 && gx.is_contiguous(), "gx must be a contiguous (B, T, G*H) tensor");
+  const int64_t B = gx.size(0), S = gx.size(1), GH = gx.size(2), H = w_hh.size(1);
+  TORCH_CHECK(GH == gates_of(cell) * H, "gx width does not match the cell");
+  auto opts = gx.options();
+  at::Tensor out = at::empty({B, S, H}, opts);
+  at::Tensor h = h0.contiguous().clone();
+  at::Tensor c = cell == LSTM ? c0.contiguous().clone() : empty0(gx);
+  at::Tensor pre = at::empty({B, save ? S : 1, GH}, opts);
+  at::Tensor c_all = (save && cell == LSTM) ? at::empty({B, S, H}, opts) : empty0(gx);
+  at::Tensor hn_all = (save && cell == GRU) ? at::empty({B, S, H}, opts) : empty0(gx);
+  at::Tensor gh = at::empty({B, GH}, opts);
+  at::Tensor tmp = at::empty({B, 4 * H}, opts);
+  at::Tensor len = lengths.to(at::kLong).contiguous();
+  const int64_t* L = len.data_ptr<int64_t>();
+  const at::Tensor wt = w_hh.t();
+  const at::Tensor bias = b_hh.contiguous();
+  const int64_t grain = grain_for(GH);
+
+  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnlab_rec_forward", [&] {
+    forward_loop<scalar_t>(gx, gh, out, h, c, pre, c_all, hn_all, tmp, bias, wt, L, B, S, GH, H, cell,
+                           phi, phi_c, sigma, save, grain);
+  });
+  return {out, h, c, pre, c_all, hn_all};
+}
+
+template <typename T>
+void backward_loop(const at::Tensor& go, const at::Tensor& out, const at::Tensor& pre,
+                   const at::Tensor& c_all, const at::Tensor& hn_all, const at::Tensor& h0c,
+                   const at::Tensor& c0c, at::Tensor& dh, at::Tensor& dc, at::Tensor& dgh,
+                   at::Tensor& dgx, at::Tensor& carry, at::Tensor& tmp, const at::Tensor& w_hh,
+                   const int64_t* L, int64_t B, int64_t S, int64_t GH, int64_t H, int64_t cell,
+                   int64_t phi, int64_t phi_c, int64_t sigma, int64_t grain) {
+    const T* go_p = go.data_ptr<T>();
+    const T* out_p = out.data_ptr<T>();
+    const T* pre_p = pre.data_ptr<T>();
+    const T* call_p = cell == LSTM ? c_all.data_ptr<T>() : nullptr;
+    const T* hn_p = cell == GRU ? hn_all.data_ptr<T>() : nullptr;
+    const T* h0_p = h0c.data_ptr<T>();
+    const T* c0_p = cell == LSTM ? c0c.data_ptr<T>() : nullptr;
+    T* dh_p = dh.data_ptr<T>();
+    T* dc_p = cell == LSTM ? dc.data_ptr<T>() : nullptr;
+    T* dgh_p = dgh.data_ptr<T>();
+    T* dgx_p = dgx.data_ptr<T>();
+    T* carry_p = carry.data_ptr<T>();
+    T* tmp_p = tmp.data_ptr<T>();
+    for (int64_t t = S - 1; t >= 0; --t) {
+      at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t bt = b * S + t;
+          T* __restrict__ dg = dgh_p + bt * GH;
+          T* __restrict__ cr = carry_p + b * H;
+          T* __restrict__ dhb = dh_p + b * H;
+          if (t >= L[b]) {  // padded step: gradients pass through the unchanged state
+            std::fill(dg, dg + GH, T(0));
+            if (cell == GRU) std::fill(dgx_p + bt * GH, dgx_p + (bt + 1) * GH, T(0));
+            std::copy(dhb, dhb + H, cr);
+            continue;
+          }
+          const T* __restrict__ gob = go_p + bt * H;
+#pragma omp simd
+          for (int64_t k = 0; k < H; ++k) dhb[k] += gob[k];
+          const T* __restrict__ p = pre_p + bt * GH;
+          T* __restrict__ q = tmp_p + b * 6 * H;
+          if (cell == RNN) {
+            act_bwd<T>(phi, p, dhb, dg, H);
+            std::fill(cr, cr + H, T(0));
+          } else if (cell == LSTM) {
+            const T* __restrict__ cb = call_p + bt * H;
+            const T* __restrict__ cprev = t ? call_p + (bt - 1) * H : c0_p + b * H;
+            T* __restrict__ dcb = dc_p + b * H;
+            act_fwd<T>(sigma, p, q, 2 * H);
+            act_fwd<T>(phi, p + 2 * H, q + 2 * H, H);
+            act_fwd<T>(sigma, p + 3 * H, q + 3 * H, H);
+            T* __restrict__ tc = q + 4 * H;
+            T* __restrict__ u = q + 5 * H;
+            act_fwd<T>(phi_c, cb, tc, H);
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) u[k] = dhb[k] * q[3 * H + k];
+            act_bwd<T>(phi_c, cb, u, u, H);
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) {
+              const T dct = dcb[k] + u[k];
+              dg[k] = dct * q[2 * H + k];
+              dg[H + k] = dct * cprev[k];
+              dg[2 * H + k] = dct * q[k];
+              dg[3 * H + k] = dhb[k] * tc[k];
+              dcb[k] = dct * q[H + k];
+            }
+            act_bwd<T>(sigma, p, dg, dg, 2 * H);
+            act_bwd<T>(phi, p + 2 * H, dg + 2 * H, dg + 2 * H, H);
+            act_bwd<T>(sigma, p + 3 * H, dg + 3 * H, dg + 3 * H, H);
+            std::fill(cr, cr + H, T(0));
+          } else {
+            const T* __restrict__ hn = hn_p + bt * H;
+            const T* __restrict__ hprev = t ? out_p + (bt - 1) * H : h0_p + b * H;
+            T* __restrict__ dx = dgx_p + bt * GH;
+            act_fwd<T>(sigma, p, q, 2 * H);
+            act_fwd<T>(phi, p + 2 * H, q + 2 * H, H);
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) {
+              const T z = q[H + k];
+              dx[2 * H + k] = dhb[k] * (T(1) - z);
+              dx[H + k] = dhb[k] * (hprev[k] - q[2 * H + k]);
+              cr[k] = dhb[k] * z;
+            }
+            act_bwd<T>(phi, p + 2 * H, dx + 2 * H, dx + 2 * H, H);
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) {
+              dx[k] = dx[2 * H + k] * hn[k];
+              dg[2 * H + k] = dx[2 * H + k] * q[k];
+            }
+            act_bwd<T>(sigma, p, dx, dx, 2 * H);
+            std::copy(dx, dx + 2 * H, dg);
+          }
+        }
+      });
+      at::addmm_out(dh, carry, dgh.select(1, t), w_hh);
+    }
+}
+
+// Returns {dgx, dW_hh, db_hh, dh0, dc0}.
+std::vector<at::Tensor> rec_backward(const at::Tensor& grad_out, const at::Tensor& grad_h,
+                                     const at::Tensor& grad_c, const at::Tensor& w_hh,
+                                     const at::Tensor& h0, const at::Tensor& c0,
+                                     const at::Tensor& out, const at::Tensor& pre,
+                                     const at::Tensor& c_all, const at::Tensor& hn_all,
+                                     const at::Tensor& lengths, int64_t cell, int64_t phi,
+                                     int64_t phi_c, int64_t sigma) {
+  const int64_t B = out.size(0), S = out.size(1), H = out.size(2), GH = pre.size(2);
+  auto opts = out.options();
+  at::Tensor go = grad_out.contiguous();
+  at::Tensor dh = grad_h.contiguous().clone();
+  at::Tensor dc = cell == LSTM ? grad_c.contiguous().clone() : empty0(out);
+  at::Tensor dgh = at::empty({B, S, GH}, opts);
+  at::Tensor dgx = cell == GRU ? at::empty({B, S, GH}, opts) : dgh;
+  at::Tensor carry = at::empty({B, H}, opts);
+  at::Tensor tmp = at::empty({B, 6 * H}, opts);
+  at::Tensor h0c = h0.contiguous();
+  at::Tensor c0c = cell == LSTM ? c0.contiguous() : empty0(out);
+  at::Tensor len = lengths.to(at::kLong).contiguous();
+  const int64_t* L = len.data_ptr<int64_t>();
+  const int64_t grain = grain_for(2 * GH);
+
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "rnnlab_rec_backward", [&] {
+    backward_loop<scalar_t>(go, out, pre, c_all, hn_all, h0c, c0c, dh, dc, dgh, dgx, carry, tmp, w_hh,
+                            L, B, S, GH, H, cell, phi, phi_c, sigma, grain);
+  });
+  at::Tensor hprev = S > 1 ? at::cat({h0c.unsqueeze(1), out.narrow(1, 0, S - 1)}, 1)
+                           : h0c.unsqueeze(1);
+  at::Tensor dw = at::mm(dgh.view({B * S, GH}).t(), hprev.reshape({B * S, H}));
+  at::Tensor db = dgh.view({B * S, GH}).sum(0);
+  return {dgx, dw, db, dh, dc};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(rnnlab_kernels, m) {
+  m.def("rec_forward", &rec_forward);
+  m.def("rec_backward", &rec_backward);
+}

@@ -1,0 +1,173 @@
+"""The portable backend: the same forward/backward algorithm as the C++ kernel in torch ops.
+
+Runs on any device and dtype (this is the CUDA path, and the CPU path when no compiler
+is available). It is a per-step loop of a dozen small torch ops, so on CPU it is slower
+than the C++ kernel, but it keeps the structure that matters: no autograd graph per
+step, nothing saved but pre-activations (and LSTM cells / GRU ``U_n h + b_n``), and the
+weight gradient as one matrix product after the loop.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rnnlab.nn.activations import ACTIVATIONS, GATE_ACTIVATIONS, get_derivative
+
+Acts = tuple[str, str, str]  # (phi, phi_c, sigma) names
+
+
+def _fns(acts: Acts):
+    phi, phi_c, sigma = acts
+    return (
+        ACTIVATIONS[phi],
+        ACTIVATIONS[phi_c],
+        GATE_ACTIVATIONS[sigma],
+        get_derivative(phi),
+        get_derivative(phi_c),
+        get_derivative(sigma),
+    )
+
+
+def _valid(lengths: torch.Tensor, steps: int, device: torch.device) -> torch.Tensor | None:
+    """(T, B, 1) bool mask of valid steps, or None when nothing is padded."""
+    if bool((lengths >= steps).all()):
+        return None
+    t = torch.arange(steps, device=device).unsqueeze(1)
+    return (t < lengths.to(device).unsqueeze(0)).unsqueeze(-1)
+
+
+def forward(
+    cell: str,
+    acts: Acts,
+    gx: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_hh: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor | None,
+    lengths: torch.Tensor,
+    save: bool,
+) -> tuple[torch.Tensor, ...]:
+    """gx (B, T, G*H) -> out, h_T, c_T, pre, c_all, hn_all (as the C++ kernel)."""
+    phi, phi_c, sig = _fns(acts)[:3]
+    batch, steps, _ = gx.shape
+    hidden = w_hh.shape[1]
+    mask = _valid(lengths, steps, gx.device)
+    h, c = h0, c0
+    outs, pres, cs, hns = [], [], [], []
+    w_t = w_hh.t()
+    for t, x_t in enumerate(gx.unbind(1)):
+        gh = torch.addmm(b_hh, h, w_t)
+        if cell == "rnn":
+            pre = x_t + gh
+            h_new, c_new = phi(pre), None
+        elif cell == "lstm":
+            pre = x_t + gh
+            i, f, g, o = pre.chunk(4, dim=1)
+            c_new = sig(f) * c + sig(i) * phi(g)
+            h_new = sig(o) * phi_c(c_new)
+        else:
+            hn = gh[:, 2 * hidden :]
+            rz = x_t[:, : 2 * hidden] + gh[:, : 2 * hidden]
+            r, z = sig(rz).chunk(2, dim=1)
+            an = x_t[:, 2 * hidden :] + r * hn
+            pre = torch.cat([rz, an], dim=1)
+            h_new, c_new = (1.0 - z) * phi(an) + z * h, None
+            hns.append(hn)
+        if mask is not None:
+            m = mask[t]
+            h = torch.where(m, h_new, h)
+            c = torch.where(m, c_new, c) if c_new is not None else None
+            outs.append(h_new * m)
+        else:
+            h, c = h_new, c_new
+            outs.append(h_new)
+        if save:
+            pres.append(pre)
+            if cell == "lstm":
+                cs.append(c)
+    empty = gx.new_empty(0)
+    out = torch.stack(outs, 1)
+    pre = torch.stack(pres, 1) if save else empty
+    c_all = torch.stack(cs, 1) if save and cell == "lstm" else empty
+    hn_all = torch.stack(hns, 1) if save and cell == "gru" else empty
+    return out, h, c if c is not None else empty, pre, c_all, hn_all
+
+
+def backward(
+    cell: str,
+    acts: Acts,
+    grad_out: torch.Tensor,
+    grad_h: torch.Tensor,
+    grad_c: torch.Tensor | None,
+    w_hh: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor | None,
+    out: torch.Tensor,
+    pre: torch.Tensor,
+    c_all: torch.Tensor,
+    hn_all: torch.Tensor,
+    lengths: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """-> dgx, dW_hh, db_hh, dh0, dc0 (dc0 empty unless LSTM)."""
+    _, phi_c, sig, dphi, dphi_c, dsig = _fns(acts)
+    phi = ACTIVATIONS[acts[0]]
+    batch, steps, hidden = out.shape
+    mask = _valid(lengths, steps, out.device)
+    dh, dc = grad_h, grad_c
+    dghs: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
+    dgxs: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
+    go = grad_out.unbind(1)
+    pres, hs = pre.unbind(1), out.unbind(1)
+    for t in range(steps - 1, -1, -1):
+        d = dh + (go[t] if mask is None else go[t] * mask[t])  # padded outputs are constants
+        p = pres[t]
+        h_prev = hs[t - 1] if t else h0
+        direct = None
+        if cell == "rnn":
+            dg = d * dphi(p)
+            dx = dg
+        elif cell == "lstm":
+            c_t = c_all[:, t]
+            c_prev = c_all[:, t - 1] if t else c0
+            ai, af, ag, ao = p.chunk(4, dim=1)
+            tc = phi_c(c_t)
+            dct = dc + d * sig(ao) * dphi_c(c_t)
+            dg = torch.cat(
+                [
+                    dct * phi(ag) * dsig(ai),
+                    dct * c_prev * dsig(af),
+                    dct * sig(ai) * dphi(ag),
+                    d * tc * dsig(ao),
+                ],
+                dim=1,
+            )
+            dx = dg
+            dc_new = dct * sig(af)
+        else:
+            ar, az, an = p.chunk(3, dim=1)
+            r, z = sig(ar), sig(az)
+            dan = d * (1.0 - z) * dphi(an)
+            dar = dan * hn_all[:, t] * dsig(ar)
+            daz = d * (h_prev - phi(an)) * dsig(az)
+            dx = torch.cat([dar, daz, dan], dim=1)
+            dg = torch.cat([dar, daz, dan * r], dim=1)
+            direct = d * z
+        if mask is not None:
+            m = mask[t]
+            dg, dx = dg * m, dx * m
+            carry = torch.where(m, direct, d) if direct is not None else d * ~m
+            if cell == "lstm":
+                dc = torch.where(m, dc_new, dc)
+        else:
+            carry = direct
+            if cell == "lstm":
+                dc = dc_new
+        dh = dg @ w_hh if carry is None else torch.addmm(carry, dg, w_hh)
+        dghs[t], dgxs[t] = dg, dx
+    dgh = torch.stack(dghs, 1)
+    dgx = torch.stack(dgxs, 1) if cell == "gru" else dgh
+    h_prev_all = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
+    gates = dgh.shape[-1]
+    dw = dgh.reshape(-1, gates).t() @ h_prev_all.reshape(-1, hidden)
+    db = dgh.reshape(-1, gates).sum(0)
+    return dgx, dw, db, dh, dc if dc is not None else out.new_empty(0)
