@@ -23,6 +23,16 @@ def config_dir() -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("rnnlab_pid"):
         OmegaConf.register_new_resolver("rnnlab_pid", lambda: str(os.getpid()))
+    if not OmegaConf.has_resolver("rnnlab_direction"):
+        OmegaConf.register_new_resolver("rnnlab_direction", optuna_direction)
+
+
+def optuna_direction(mode: str) -> str:
+    """task.mode (max/min) -> the Optuna sweeper's direction (maximize/minimize)."""
+    directions = {"max": "maximize", "min": "minimize"}
+    if mode not in directions:
+        raise ValueError(f"task.mode={mode!r}; valid: max, min")
+    return directions[mode]
 
 
 def print_config_tree(cfg: DictConfig) -> None:
@@ -51,3 +61,46 @@ def instantiate_group(cfg: Mapping[str, Any] | None, where: str) -> list[Any]:
             check_targets(sub, f"{where}.{name}")
             objects.append(instantiate(sub))
     return objects
+
+
+# data keys every DataModule shares, checked before any data preparation: key -> minimum
+DATA_INT_KEYS = {
+    "batch_size": 1,
+    "num_workers": 0,
+    "seq_len": 1,
+    "num_train": 1,
+    "num_val": 1,
+    "num_test": 1,
+    "pool": 1,
+}
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Refuse a bad run config at start, before data preparation or training.
+
+    Checks that the output directory is writable, every model key (type, range,
+    choice; see ``rnnlab.nn.model.check_model_config``), the shared data sizes, the
+    seed and the epoch budget. Errors name the key, the value and what is valid.
+    What needs the data (joining the input width) is checked when the model is built.
+    """
+    from rnnlab.checkpoints import check_output_dir
+    from rnnlab.nn.model import check_model_config
+
+    check_output_dir(cfg.paths.output_dir)
+    check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    data = cfg.get("data") or {}
+    for key, minimum in DATA_INT_KEYS.items():
+        if key in data:
+            _int_at_least(data[key], f"data.{key}", minimum)
+    _int_at_least(cfg.get("seed"), "seed", 0)
+    trainer = cfg.get("trainer") or {}
+    epochs = trainer.get("max_epochs")
+    if epochs is not None and epochs != -1:
+        _int_at_least(
+            epochs, "trainer.max_epochs", 1, "(or -1: no limit; train=false to only test)"
+        )
+
+
+def _int_at_least(value: Any, key: str, minimum: int, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key}={value!r} must be an integer >= {minimum} {hint}".rstrip())

@@ -18,8 +18,14 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.checkpoints import AtomicCheckpointIO, check_output_dir
-from rnnlab.config import config_dir, instantiate_group, print_config_tree, register_resolvers
+from rnnlab.checkpoints import AtomicCheckpointIO
+from rnnlab.config import (
+    check_run_config,
+    config_dir,
+    instantiate_group,
+    print_config_tree,
+    register_resolvers,
+)
 from rnnlab.data.processed import atomic_write_bytes
 from rnnlab.loggers import (
     finish_wandb,
@@ -84,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test; return all logged metrics (floats)."""
     if cfg.get("print_config"):
         print_config_tree(cfg)
-    check_output_dir(cfg.paths.output_dir)
+    check_run_config(cfg)  # output dir, model keys, sizes: before any data preparation
     ensure_prepared(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg.data)
@@ -289,7 +295,8 @@ def main(cfg: DictConfig) -> float | None:
         penalty = sweep_penalty(cfg)
         log.error("job diverged; %s=%s goes to the sweeper and the sweep goes on", monitor, penalty)
         return penalty
-    value = metrics.get(monitor)
+    # The sweeper optimizes the best validation value (the checkpoint that gets tested).
+    value = metrics.get(f"{monitor}_best", metrics.get(monitor))
     log.info("final metrics: %s", {k: round(v, 6) for k, v in sorted(metrics.items())})
     if value is not None and not math.isfinite(value) and _in_multirun():
         log.error("%s=%s is not finite; the sweeper gets %s", monitor, value, sweep_penalty(cfg))
