@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rnnlab.nn import build_stack
+from rnnlab.nn import build_stack, kernels
 
 CONNECTIONS = {
     "stack": {"name": "stack"},
@@ -56,3 +56,15 @@ def test_padded_batch_equals_each_sequence_alone(connection, cell, bidirectional
         for sb, sa in zip(batch_states, flat_states(alone_states)):
             # states are (D, B, H): compare this sequence's column
             torch.testing.assert_close(sb[:, b], sa[:, 0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_on_portable_kernel(monkeypatch, cell, bidirectional):
+    """The same guarantee on the torch twin of the C++ kernel (the CUDA / fallback path)."""
+    monkeypatch.setenv("RNNLAB_KERNEL", "python")
+    kernels.reset_backend()
+    try:
+        test_padded_batch_equals_each_sequence_alone("stack", cell, bidirectional, "gelu")
+    finally:
+        kernels.reset_backend()

@@ -1,14 +1,27 @@
-"""Our own loop (fused path off) against PyTorch's nn.RNN/LSTM/GRU with copied weights."""
+"""Our own kernel (fused path off) against PyTorch's nn.RNN/LSTM/GRU with copied weights.
+
+The kernel tests run on both backends of nn/kernels: the compiled C++ loop and its
+portable torch twin (the CUDA / no-compiler fallback), forced through RNNLAB_KERNEL.
+"""
 
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.nn import build_stack
+from rnnlab.nn import build_stack, kernels
 
 TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 B, T, I, H = 4, 7, 5, 6  # noqa: E741 (batch, time, input, hidden as in the docs)
+
+
+@pytest.fixture(params=["cpp", "python"])
+def backend(request, monkeypatch):
+    monkeypatch.setenv("RNNLAB_KERNEL", request.param)
+    kernels.reset_backend()
+    assert kernels.backend_for(torch.zeros(1)) == request.param
+    yield request.param
+    kernels.reset_backend()
 
 
 def make_pair(cell, num_layers, bidirectional, fused):
@@ -48,7 +61,7 @@ def ours_final(states):
 @pytest.mark.parametrize("num_layers", [1, 3])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("ragged", [False, True])
-def test_loop_matches_torch(cell, num_layers, bidirectional, ragged):
+def test_loop_matches_torch(backend, cell, num_layers, bidirectional, ragged):
     ref, ours = make_pair(cell, num_layers, bidirectional, fused=False)
     assert not any(layer.uses_fused for layer in ours.layers)
     x = torch.randn(B, T, I)
@@ -103,7 +116,7 @@ def test_relu_elman_runs_fused_and_matches_loop():
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("activation", ["tanh", "relu", "gelu"])
-def test_gradcheck_float64(cell, activation):
+def test_gradcheck_float64(backend, cell, activation):
     stack = build_stack(
         3,
         {

@@ -22,7 +22,7 @@ import sys
 import torch
 from torch.autograd.function import once_differentiable
 
-from rnnlab.nn.activations import KERNEL_CODES
+from rnnlab.nn.activations import KERNEL_CODES  # noqa: F401 (re-exported)
 from rnnlab.nn.kernels import reference
 
 CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}

@@ -3,15 +3,16 @@
 The extension is compiled at first use into a cache directory keyed by the source,
 the torch version and the CPU, so a source edit or a torch upgrade rebuilds it and
 every later process just loads the shared object. Two processes building at once
-(pytest-xdist workers, DDP ranks) serialise on an ``fcntl`` lock that the kernel
-releases if a builder dies; torch's own lock file left behind by a killed build is
-removed while we hold ours, so a crash never wedges later runs.
+(pytest-xdist workers, DDP ranks) serialise on an ``fcntl`` lock that the OS releases
+if a builder dies (so a killed build never wedges later runs); the second process
+then finds the finished build and only loads it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import platform
 from pathlib import Path
@@ -50,7 +51,14 @@ def build_name() -> str:
 
 def load_extension() -> None:
     """Compile if needed and load; registers ``torch.ops.rnnlab_kernels``. Raises on failure."""
-    from torch.utils import cpp_extension
+    # Importing cpp_extension on a CUDA build without a GPU logs a warning: not our news.
+    ext_log = logging.getLogger("torch.utils.cpp_extension")
+    level = ext_log.level
+    ext_log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        ext_log.setLevel(level)
 
     name = build_name()
     build_dir = cache_root() / name
@@ -58,8 +66,6 @@ def load_extension() -> None:
     with open(build_dir / "rnnlab.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            stale = build_dir / "lock"  # torch's FileBaton; only a dead builder leaves it
-            stale.unlink(missing_ok=True)
             cpp_extension.load(
                 name=name,
                 sources=[str(SOURCE)],
