@@ -289,9 +289,9 @@ def main(cfg: DictConfig) -> float | None:
     monitor = cfg.task.monitor
     try:
         metrics = train(cfg)
-    except TrainingDiverged:
+    except TrainingDiverged as err:
         if not _in_multirun():
-            raise
+            raise SystemExit(f"rnnlab.train: {err}") from None  # message, exit code 1
         penalty = sweep_penalty(cfg)
         log.error("job diverged; %s=%s goes to the sweeper and the sweep goes on", monitor, penalty)
         return penalty

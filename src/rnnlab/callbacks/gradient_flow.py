@@ -36,7 +36,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from rnnlab.nn.activations import get_activation, get_gate_activation
 from rnnlab.nn.recurrent import RecurrentLayer
@@ -159,36 +159,33 @@ class GradientFlow(Callback):
 
     # --- training-time gradient norms ------------------------------------------------
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        every = self.log_every_n_steps or trainer.log_every_n_steps
-        if trainer.global_step % max(every, 1):
+        # The total norm is checked every step (one fused reduction); the per-layer
+        # norms are logged every n steps.
+        grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
             return
-        norms: dict[str, float] = {}
-        total_sq = 0.0
-        for path, layer in self._named_layers(pl_module):
-            sq = sum(
-                float(p.grad.detach().pow(2).sum())
-                for p in layer.parameters()
-                if p.grad is not None
-            )
-            norms[f"grad_norm/{_layer_name(path)}"] = math.sqrt(sq)
-        for p in pl_module.parameters():
-            if p.grad is not None:
-                total_sq += float(p.grad.detach().pow(2).sum())
-        total = math.sqrt(total_sq)
-        norms["grad_norm/total"] = total
-        if trainer.is_global_zero:  # straight to the loggers: not a metric to monitor
-            for logger in trainer.loggers:
-                logger.log_metrics(norms, step=trainer.global_step)
-        if (not math.isfinite(total) or total > self.explode_threshold) and (
-            self._warned_explode_epoch != trainer.current_epoch
-        ):
+        total = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+        exploded = not math.isfinite(total) or total > self.explode_threshold
+        if exploded and self._warned_explode_epoch != trainer.current_epoch:
             self._warned_explode_epoch = trainer.current_epoch
-            rank_zero_warn(
+            rank_zero_warn_log(
                 f"exploding gradients: total gradient norm {total:.3g} > "
                 f"{self.explode_threshold:g} at global step {trainer.global_step} "
                 f"(epoch {trainer.current_epoch}); clip gradients "
                 "(trainer.gradient_clip_val) or lower optim.optimizer.lr"
             )
+        every = self.log_every_n_steps or trainer.log_every_n_steps
+        if trainer.global_step % max(every, 1) or not trainer.is_global_zero:
+            return
+        norms = {"grad_norm/total": total}
+        for path, layer in self._named_layers(pl_module):
+            layer_grads = [p.grad.detach().norm() for p in layer.parameters() if p.grad is not None]
+            if layer_grads:
+                norms[f"grad_norm/{_layer_name(path)}"] = float(
+                    torch.linalg.vector_norm(torch.stack(layer_grads))
+                )
+        for logger in trainer.loggers:  # straight to the loggers: not a metric to monitor
+            logger.log_metrics(norms, step=trainer.global_step)
 
     # --- the probe -----------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
@@ -366,7 +363,7 @@ class GradientFlow(Callback):
             profile = [v for v in layer["dh_norm"] if v is not None]
             peak = max(profile, default=0.0)
             if peak > 0 and profile[0] / peak < self.vanish_threshold:
-                rank_zero_warn(
+                rank_zero_warn_log(
                     f"vanishing gradients in {name} (epoch {record['epoch']}): "
                     f"‖∂L/∂h_0‖ is {profile[0] / peak:.1e} of the largest ‖∂L/∂h_t‖ "
                     f"(threshold {self.vanish_threshold:g}); gated cells (lstm, gru), "
@@ -415,6 +412,12 @@ class GradientFlow(Callback):
                     )
                 except Exception as err:  # an image upload must never stop training
                     log.warning("could not log the gradient-flow image to %s: %s", logger, err)
+
+
+@rank_zero_only
+def rank_zero_warn_log(message: str) -> None:
+    """A diagnostic warning in the job's log (train.log, console), once, from rank 0."""
+    log.warning(message)
 
 
 def _valid_mask(

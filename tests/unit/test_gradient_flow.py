@@ -1,0 +1,123 @@
+"""The gradient-flow probe measures the true ‖∂L/∂h_t‖ (through output and recurrence)."""
+
+import pytest
+import torch
+
+from rnnlab.callbacks.gradient_flow import GradientFlow
+from rnnlab.tasks import TASKS
+
+IO = {"input_kind": "features", "input_dim": 3, "output_dim": 1, "output_per": "sequence"}
+
+
+def _task(cell: str, activation: str, **model):
+    torch.manual_seed(0)
+    cfg = {"cell": cell, "activation": activation, "hidden_size": 6, "num_layers": 2, **model}
+    return TASKS["regression"](model=cfg, io=IO)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    return {
+        "inputs": torch.randn(4, 9, 3, generator=g),
+        "lengths": torch.tensor([9, 5, 7, 2]),
+        "targets": torch.randn(4, generator=g),
+    }
+
+
+def _reference_dh(task, batch):
+    """∂L/∂h_t by a hand-unrolled loop through each layer's own cell (no hooks)."""
+    from rnnlab.nn.cells import cell_step
+
+    stack = task.net.stack
+    recorded = []
+
+    def manual_forward(x, lengths):
+        batch_size, steps = x.shape[:2]
+        mask = torch.arange(steps)[None, :] < lengths[:, None]
+        inputs, finals = x, []
+        for layer in stack.layers:
+            w_ih, w_hh, b_ih, b_hh = layer.weights(0)
+            h = torch.zeros(batch_size, layer.hidden_size)
+            state = (h, torch.zeros_like(h)) if layer.cell == "lstm" else (h,)
+            hs, outs = [], []
+            for t in range(steps):
+                gx = inputs[:, t] @ w_ih.T + b_ih
+                gh = state[0] @ w_hh.T + b_hh
+                new = cell_step(layer.cell, layer.acts, gx, gh, state)
+                keep = mask[:, t, None]
+                state = tuple(torch.where(keep, n, s) for n, s in zip(new, state))
+                hs.append(state[0])
+                outs.append(state[0] * keep)
+            recorded.append(hs)
+            inputs = torch.stack(outs, 1)
+            finals.append(state)
+        return inputs, finals
+
+    original = stack.forward
+    stack.forward = manual_forward
+    try:
+        loss, _ = task.loss_and_outputs(batch)
+    finally:
+        stack.forward = original
+    flat = [h for hs in recorded for h in hs]
+    grads = torch.autograd.grad(loss, flat)
+    steps = batch["inputs"].shape[1]
+    valid = torch.arange(steps)[None, :] < batch["lengths"][:, None]
+    profiles = []
+    for i in range(len(recorded)):
+        dh = torch.stack(grads[i * steps : (i + 1) * steps], 1).norm(dim=-1) * valid
+        profiles.append((dh.sum(0) / valid.sum(0)).tolist())
+    return loss, profiles
+
+
+@pytest.mark.parametrize(
+    "cell,activation",
+    [("rnn", "tanh"), ("lstm", "tanh"), ("gru", "tanh"), ("rnn", "relu"), ("gru", "gelu")],
+)
+def test_probe_profile_equals_hand_unrolled_gradient(cell, activation, tmp_path):
+    task = _task(cell, activation)
+    batch = _batch()
+    callback = GradientFlow(dirpath=tmp_path)
+    record = callback.measure(task, batch)
+    loss, reference = _reference_dh(task, batch)
+    assert record["loss"] == pytest.approx(float(loss.detach()), rel=1e-5)
+    for name, expected in zip(["layer_0", "layer_1"], reference):
+        assert record["layers"][name]["dh_norm"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
+    assert len(record["input"]["dx_norm"]) == 9
+    assert record["probe"] == {"batch_size": 4, "time_steps": 9}
+    # The probe leaves the model as it found it: no parameter gradients, same mode.
+    assert all(p.grad is None for p in task.parameters())
+    assert task.training
+
+
+def test_saturation_and_dead_units():
+    # Huge input weights saturate tanh and sigmoid gates; a relu layer with all-negative
+    # pre-activations has only dead units.
+    lstm = _task("lstm", "tanh", num_layers=1)
+    with torch.no_grad():
+        lstm.net.stack.layers[0].weights(0)[0].mul_(1000.0)
+    rec = GradientFlow(dirpath=".").measure(lstm, _batch())["layers"]["layer_0"]
+    assert rec["saturated_frac"] > 0.8 and rec["gate_saturated_frac"] > 0.8
+
+    relu = _task("rnn", "relu", num_layers=1)
+    with torch.no_grad():
+        for w in relu.net.stack.layers[0].weights(0):
+            w.fill_(-1.0)
+    rec = GradientFlow(dirpath=".").measure(relu, {**_batch(), "inputs": _batch()["inputs"].abs()})
+    layer = rec["layers"]["layer_0"]
+    assert layer["dead_frac"] == 1.0 and layer["saturated_frac"] is None
+
+
+def test_bidirectional_and_gated_feedback_fall_back_to_input_profile(tmp_path):
+    for model in ({"bidirectional": True}, {"connection": {"name": "gated_feedback"}}):
+        task = _task("gru", "tanh", **model)
+        record = GradientFlow(dirpath=tmp_path).measure(task, _batch())
+        assert record["layers"] == {}
+        assert len(record["input"]["dx_norm"]) == 9 and max(record["input"]["dx_norm"]) > 0
+
+
+def test_bad_settings_name_the_key():
+    with pytest.raises(ValueError, match="callbacks.gradient_flow.every_n_epochs=0"):
+        GradientFlow(dirpath=".", every_n_epochs=0)
+    with pytest.raises(ValueError, match="saturation_eps"):
+        GradientFlow(dirpath=".", saturation_eps=0.7)
