@@ -43,6 +43,8 @@ class BucketBatchSampler(Sampler[list[int]]):
     ):
         if batch_size < 1:
             raise DataError(f"data.batch_size={batch_size} must be >= 1")
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise DataError(f"data.pool={pool!r} must be an integer >= 1")
         self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
         self.seed, self.pool, self.epoch = seed, pool, 0
         self.num_replicas, self.rank, self.drop_last = num_replicas, rank, drop_last

@@ -345,6 +345,15 @@ def safe_extract(
     return _extract_zip(archive, root, keep)
 
 
+def _conflict(archive: Path, name: str, err: OSError) -> DataError:
+    """A member that cannot be written, e.g. a file and a directory under one path."""
+    where = f" ({err.filename})" if err.filename else ""
+    return DataError(
+        f"{archive}: cannot extract member {name!r}: {err.strerror or err}{where}; the archive "
+        f"has conflicting entries (e.g. a file and a directory with the same path)"
+    )
+
+
 def _extract_tar(archive: Path, root: Path, keep: Callable[[str], bool]) -> list[Path]:
     written: list[Path] = []
     links: list[tuple[str, Path]] = []
@@ -366,10 +375,12 @@ def _extract_tar(archive: Path, root: Path, keep: Callable[[str], bool]) -> list
                     f"{archive}: member {m.name!r} is a device, FIFO or other special file; "
                     f"only regular files, directories and inside-pointing links are allowed"
                 )
+        current = ""
         try:
             for m in members:
                 if not keep(m.name):
                     continue
+                current = m.name
                 dest = _member_path(archive, m.name, root)
                 if m.isdir():
                     _safe_mkdir(archive, m.name, dest, root)
@@ -394,6 +405,9 @@ def _extract_tar(archive: Path, root: Path, keep: Callable[[str], bool]) -> list
                         shutil.copyfileobj(fobj, out, CHUNK)
                     os.chmod(dest, (m.mode & 0o755) | 0o600)
                 written.append(dest)
+        except OSError as e:
+            _remove_links(links)
+            raise _conflict(archive, current, e) from e
         except BaseException:
             _remove_links(links)
             raise
@@ -418,10 +432,12 @@ def _extract_zip(archive: Path, root: Path, keep: Callable[[str], bool]) -> list
                 link = zf.read(info).decode("utf-8", errors="replace")
                 _check_link(archive, info.filename, link, dest.parent, root, "symlink")
                 links[info.filename] = link
+        current = ""
         try:
             for info in infos:
                 if not keep(info.filename):
                     continue
+                current = info.filename
                 dest = _member_path(archive, info.filename, root)
                 if info.is_dir():
                     _safe_mkdir(archive, info.filename, dest, root)
@@ -433,6 +449,9 @@ def _extract_zip(archive: Path, root: Path, keep: Callable[[str], bool]) -> list
                     with zf.open(info) as src, open(dest, "wb") as out:
                         shutil.copyfileobj(src, out, CHUNK)
                 written.append(dest)
+        except OSError as e:
+            _remove_links(made)
+            raise _conflict(archive, current, e) from e
         except BaseException:
             _remove_links(made)
             raise

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnlab.nn.builder import STACK_DEFAULTS, build_stack
-from rnnlab.nn.heads import SequenceHead, StepHead
+from rnnlab.nn.builder import STACK_DEFAULTS, build_stack, check_stack_config
+from rnnlab.nn.heads import POOLINGS, SequenceHead, StepHead
 
 
 @dataclass(frozen=True)
@@ -40,18 +40,37 @@ class RecurrentModel(nn.Module):
         return self.head(output, lengths)
 
 
-def build_model(cfg: Mapping[str, Any], io: ModelIO) -> RecurrentModel:
-    """Build a model from a plain mapping of model keys (STACK_DEFAULTS + MODEL_KEYS)."""
+def check_model_config(cfg: Mapping[str, Any]) -> None:
+    """Check every model key (types, ranges, choices) without building anything, so a
+    run can refuse a bad config before it prepares data or trains."""
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"model={cfg!r} must be a mapping of model keys")
     cfg = dict(cfg)
     model_cfg = {k: cfg.pop(k, v) for k, v in MODEL_KEYS.items()}
     unknown = sorted(set(cfg) - set(STACK_DEFAULTS))
     if unknown:
         valid = sorted({*STACK_DEFAULTS, *MODEL_KEYS})
         raise ValueError(f"model: unknown key(s) {unknown}; valid: {', '.join(valid)}")
+    dim = model_cfg["embedding_dim"]
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"model.embedding_dim={dim!r} must be an integer >= 1")
+    if model_cfg["pooling"] not in POOLINGS:
+        raise ValueError(
+            f"model.pooling={model_cfg['pooling']!r} is not valid; valid: {', '.join(POOLINGS)}"
+        )
+    hd = model_cfg["head_dropout"]
+    if isinstance(hd, bool) or not isinstance(hd, (int, float)) or not 0 <= hd < 1:
+        raise ValueError(f"model.head_dropout={hd!r} must be a number in [0, 1)")
+    check_stack_config(cfg)
+
+
+def build_model(cfg: Mapping[str, Any], io: ModelIO) -> RecurrentModel:
+    """Build a model from a plain mapping of model keys (STACK_DEFAULTS + MODEL_KEYS)."""
+    check_model_config(cfg)
+    cfg = dict(cfg)
+    model_cfg = {k: cfg.pop(k, v) for k, v in MODEL_KEYS.items()}
     if io.input_kind == "tokens":
         dim = model_cfg["embedding_dim"]
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"model.embedding_dim={dim!r} must be an integer >= 1")
         frontend: nn.Module = nn.Embedding(io.input_dim, dim, padding_idx=0)
     elif io.input_kind == "features":
         frontend, dim = nn.Identity(), io.input_dim
