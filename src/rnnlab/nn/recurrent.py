@@ -162,7 +162,12 @@ class RecurrentLayer(nn.Module):
         hx = None
         if state is not None:
             hx = state if self.cell == "lstm" else state[0]
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed, hx)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        if bool((lengths >= x.shape[1]).all()):
+            # Nothing padded: skip packing, which would force PyTorch's slower per-step
+            # path (oneDNN's fused RNN only runs on unpacked input on CPU).
+            out, final = self.rnn(x, hx)
+        else:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, final = self.rnn(packed, hx)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out, (final if isinstance(final, tuple) else (final,))
