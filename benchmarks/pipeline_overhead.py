@@ -10,7 +10,8 @@ rnnlab.train is run as a user runs it, in a subprocess, with ``max_epochs`` 1 an
 its time per epoch is the difference of the two wall times divided by 3, which cancels
 process start-up, Hydra composition and data generation but keeps everything that
 happens every epoch: Lightning's loop, logging (CSV logger), checkpointing and the
-default callbacks (including the gradient-flow diagnostics). The hand-written loop
+default callbacks (including the gradient-flow diagnostics); a second pair of runs with
+``callbacks=none`` separates the callbacks' share from Lightning's own. The hand-written loop
 runs in this process, median of 3 epochs after a warm-up epoch, measured before and
 after the rnnlab runs (the mean of both medians) to average out machine drift.
 Writes ``benchmarks/results/pipeline_overhead.json``.
@@ -35,7 +36,7 @@ from rnnlab.data.synthetic import AddingDataModule
 from rnnlab.nn import build_model
 
 RESULTS = Path(__file__).parent / "results"
-NUM_TRAIN, NUM_VAL, SEQ_LEN, BATCH = 2048, 256, 100, 64
+NUM_TRAIN, NUM_VAL, SEQ_LEN, BATCH = 1024, 256, 100, 64
 MODEL = {"cell": "lstm", "hidden_size": 128, "num_layers": 1}
 
 
@@ -71,7 +72,7 @@ def hand_written_epochs(epochs: int, seed: int = 42) -> list[float]:
     return times
 
 
-def rnnlab_train_seconds(epochs: int, out_dir: Path) -> float:
+def rnnlab_train_seconds(epochs: int, out_dir: Path, callbacks: str) -> float:
     cmd = [
         sys.executable,
         "-m",
@@ -87,6 +88,7 @@ def rnnlab_train_seconds(epochs: int, out_dir: Path) -> float:
         f"trainer.max_epochs={epochs}",
         "logger=csv",
         "test=false",
+        f"callbacks={callbacks}",
         "print_config=false",
         f"hydra.run.dir={out_dir}",
     ]
@@ -99,30 +101,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args()
     before = statistics.median(hand_written_epochs(4)[1:])
+    walls = {}
     with tempfile.TemporaryDirectory() as tmp:
-        one = rnnlab_train_seconds(1, Path(tmp) / "e1")
-        four = rnnlab_train_seconds(4, Path(tmp) / "e4")
+        for callbacks in ("default", "none"):
+            for epochs in (1, 4):
+                out = Path(tmp) / f"{callbacks}_{epochs}"
+                walls[f"{callbacks}_{epochs}"] = rnnlab_train_seconds(epochs, out, callbacks)
     after = statistics.median(hand_written_epochs(4)[1:])
     hand = (before + after) / 2
-    per_epoch = (four - one) / 3
+    per_epoch = (walls["default_4"] - walls["default_1"]) / 3
+    bare = (walls["none_4"] - walls["none_1"]) / 3
     result = {
         "hand_written_s_per_epoch": round(hand, 3),
         "hand_written_before_after": [round(before, 3), round(after, 3)],
         "rnnlab_train_s_per_epoch": round(per_epoch, 3),
-        "rnnlab_train_wall_s": {"1_epoch": round(one, 2), "4_epochs": round(four, 2)},
+        "rnnlab_train_no_callbacks_s_per_epoch": round(bare, 3),
+        "rnnlab_train_wall_s": {k: round(v, 2) for k, v in walls.items()},
         "overhead_pct": round(100 * (per_epoch / hand - 1), 1),
+        "overhead_no_callbacks_pct": round(100 * (bare / hand - 1), 1),
         "setup": {
             "model": MODEL,
             "data": {"name": "adding", "seq_len": SEQ_LEN, "train": NUM_TRAIN, "val": NUM_VAL},
             "batch_size": BATCH,
-            "rnnlab_train": "logger=csv, default callbacks, test=false",
+            "rnnlab_train": "logger=csv, test=false, callbacks=default and callbacks=none",
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pipeline_overhead.json").write_text(json.dumps(result, indent=2))
     print(
-        f"hand-written loop {hand:.2f} s/epoch, rnnlab.train {per_epoch:.2f} s/epoch: "
-        f"overhead {result['overhead_pct']:+.1f}%"
+        f"hand-written loop {hand:.2f} s/epoch; rnnlab.train {per_epoch:.2f} s/epoch "
+        f"({result['overhead_pct']:+.1f}%), with callbacks=none {bare:.2f} s/epoch "
+        f"({result['overhead_no_callbacks_pct']:+.1f}%)"
     )
 
 

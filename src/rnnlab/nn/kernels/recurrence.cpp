@@ -196,6 +196,7 @@ void backward_loop(const at::Tensor& go, const at::Tensor& out, const at::Tensor
                    at::Tensor& dgx, at::Tensor& carry, at::Tensor& tmp, const at::Tensor& w_hh,
                    const int64_t* L, int64_t B, int64_t S, int64_t GH, int64_t H, int64_t cell,
                    int64_t phi, int64_t phi_c, int64_t sigma, int64_t grain) {
+  const int64_t gs0 = go.stride(0), gs1 = go.stride(1), gs2 = go.stride(2);
     const T* go_p = go.data_ptr<T>();
     const T* out_p = out.data_ptr<T>();
     const T* pre_p = pre.data_ptr<T>();
@@ -222,9 +223,13 @@ void backward_loop(const at::Tensor& go, const at::Tensor& out, const at::Tensor
             std::copy(dhb, dhb + H, cr);
             continue;
           }
-          const T* __restrict__ gob = go_p + bt * H;
+          const T* gob = go_p + b * gs0 + t * gs1;
+          if (gs2 == 1) {
 #pragma omp simd
-          for (int64_t k = 0; k < H; ++k) dhb[k] += gob[k];
+            for (int64_t k = 0; k < H; ++k) dhb[k] += gob[k];
+          } else {  // e.g. the stride-0 gradient of out.sum(): never materialised
+            for (int64_t k = 0; k < H; ++k) dhb[k] += gob[k * gs2];
+          }
           const T* __restrict__ p = pre_p + bt * GH;
           T* __restrict__ q = tmp_p + b * 6 * H;
           if (cell == RNN) {
@@ -294,7 +299,7 @@ std::vector<at::Tensor> rec_backward(const at::Tensor& grad_out, const at::Tenso
                                      int64_t phi_c, int64_t sigma) {
   const int64_t B = out.size(0), S = out.size(1), H = out.size(2), GH = pre.size(2);
   auto opts = out.options();
-  at::Tensor go = grad_out.contiguous();
+  const at::Tensor& go = grad_out;  // any strides (read through them)
   at::Tensor dh = grad_h.contiguous().clone();
   at::Tensor dc = cell == LSTM ? grad_c.contiguous().clone() : empty0(out);
   at::Tensor dgh = at::empty({B, S, GH}, opts);
@@ -311,10 +316,18 @@ std::vector<at::Tensor> rec_backward(const at::Tensor& grad_out, const at::Tenso
     backward_loop<scalar_t>(go, out, pre, c_all, hn_all, h0c, c0c, dh, dc, dgh, dgx, carry, tmp, w_hh,
                             L, B, S, GH, H, cell, phi, phi_c, sigma, grain);
   });
-  at::Tensor hprev = S > 1 ? at::cat({h0c.unsqueeze(1), out.narrow(1, 0, S - 1)}, 1)
-                           : h0c.unsqueeze(1);
-  at::Tensor dw = at::mm(dgh.view({B * S, GH}).t(), hprev.reshape({B * S, H}));
-  at::Tensor db = dgh.view({B * S, GH}).sum(0);
+  // dW_hh = sum_{b,t} dG[b,t]^T h_{t-1}[b] as one matmul over the flattened (B*T) rows,
+  // without building a shifted copy of the outputs: pair row r of dG with row r-1 of
+  // out, then correct the rows where t = 0 (they met the previous sequence's last
+  // output instead of h0) with one small (B-row) matmul.
+  const at::Tensor dg_flat = dgh.view({B * S, GH});
+  const at::Tensor out_flat = out.view({B * S, H});
+  at::Tensor first = dgh.select(1, 0);  // (B, GH), t = 0 rows
+  at::Tensor corr = h0c.clone();
+  if (B > 1) corr.narrow(0, 1, B - 1).sub_(out.select(1, S - 1).narrow(0, 0, B - 1));
+  at::Tensor dw = at::mm(first.t(), corr);
+  if (B * S > 1) dw.addmm_(dg_flat.narrow(0, 1, B * S - 1).t(), out_flat.narrow(0, 0, B * S - 1));
+  at::Tensor db = dg_flat.sum(0);
   return {dgx, dw, db, dh, dc};
 }
 
