@@ -86,12 +86,46 @@ def ensure_prepared(cfg: DictConfig) -> None:
     prepare(cfg)
 
 
+def _launch_rank() -> int:
+    """This process's global rank as set by the launcher (SLURM, torchrun, Lightning)."""
+    import os
+
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+def _wait_for_prepared(cfg: DictConfig, timeout_s: float = 3600.0) -> None:
+    import time
+
+    if not cfg.get("prepare") or not cfg.get("auto_prepare", True):
+        return
+    meta_path = Path(cfg.data.data_dir) / "meta.json"
+    wanted = OmegaConf.to_container(cfg.prepare, resolve=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if meta_path.is_file():
+            try:
+                if json.loads(meta_path.read_text()).get("prepare_config") == wanted:
+                    return
+            except ValueError:
+                pass  # being written (atomically, but a network filesystem may lag)
+        time.sleep(2.0)
+    raise TimeoutError(
+        f"rank {_launch_rank()}: {meta_path} not prepared by rank 0 in {timeout_s:.0f} s"
+    )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test; return all logged metrics (floats)."""
     if cfg.get("print_config"):
         print_config_tree(cfg)
     check_run_config(cfg)  # output dir, model keys, sizes: before any data preparation
-    ensure_prepared(cfg)
+    if _launch_rank() == 0:
+        ensure_prepared(cfg)
+    else:  # SLURM/torchrun start every rank at once: rank 0 prepares, the others wait
+        _wait_for_prepared(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg.data)
     task = build_task(cfg, datamodule)
