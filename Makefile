@@ -28,6 +28,7 @@ params: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.pipeline_overhead
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run --quick
