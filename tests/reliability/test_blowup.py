@@ -12,6 +12,7 @@ import yaml
 
 from rnnlab.checkpoints import load_checkpoint
 from tests.helpers import FAST, read_metrics, run_cli
+from tests.wandb_records import run_file, summarize
 
 BLOWUP = [
     "model/cell=rnn",
@@ -68,6 +69,7 @@ def test_sweep_goes_on_after_a_diverged_job(tmp_path):
         "-m",
         *FAST,
         *BLOWUP,
+        "logger=wandb",  # offline: each job's W&B run must be finished, the failed one too
         "trainer.max_epochs=2",
         "optim.optimizer.lr=10.0,0.001",  # job 0 diverges, job 1 is healthy
         f"hydra.sweep.dir={sweep}",
@@ -80,6 +82,10 @@ def test_sweep_goes_on_after_a_diverged_job(tmp_path):
         "job diverged; val/loss=1000000.0 goes to the sweeper"
         in (sweep / "0" / "train.log").read_text()
     )
+    runs = [summarize(run_file(sweep / job)) for job in ("0", "1")]
+    assert runs[0]["run"]["id"] != runs[1]["run"]["id"]
+    assert (runs[0]["exit_code"], runs[0]["summary"]["status"]) == (1, "diverged")
+    assert (runs[1]["exit_code"], runs[1]["summary"]["status"]) == (0, "completed")
 
 
 def test_optuna_gets_a_finite_penalty_for_a_diverged_trial(tmp_path):
