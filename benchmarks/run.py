@@ -194,8 +194,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the first shape")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=None, help="default 2 (--quick: 1)")
     args = parser.parse_args()
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
     shapes = SHAPES[:1] if args.quick else SHAPES
     backend = backend_for(torch.zeros(1))  # builds the C++ kernel before any timing
     peak = matmul_peak_gflops()
