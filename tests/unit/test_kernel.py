@@ -169,3 +169,23 @@ def test_unknown_backend_name_is_refused(monkeypatch):
     monkeypatch.setenv("RNNLAB_KERNEL", "triton")
     with pytest.raises(ValueError, match="RNNLAB_KERNEL='triton'.*auto, cpp, python"):
         kernels.requested_backend()
+
+
+def test_build_waits_for_another_builder_holding_the_lock():
+    """A second process (xdist worker, DDP rank) blocks on the lock instead of racing."""
+    import fcntl
+    import threading
+
+    from rnnlab.nn.kernels import build
+
+    build.load_extension()  # cached after the first build: loading is instant
+    lock_path = build.cache_root() / build.build_name() / "rnnlab.lock"
+    done = threading.Event()
+    with open(lock_path, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: (build.load_extension(), done.set()))
+        worker.start()
+        assert not done.wait(0.5), "load_extension ignored a held build lock"
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert done.wait(30)
+    worker.join()
