@@ -21,8 +21,15 @@ def config_dir() -> str:
 
 
 def register_resolvers() -> None:
+    """``${rnnlab_pid:}``: the pid of the process that composed the config.
+
+    Cached like Hydra's ``${now:}``: Hydra copies the resolver cache into every sweep
+    job's config, so jobs run by a multi-process launcher (joblib workers) resolve the
+    sweep dir to the launching process's pid and share one ``multiruns/<time>_<pid>/``,
+    while two sweeps started in the same second still get different directories.
+    """
     if not OmegaConf.has_resolver("rnnlab_pid"):
-        OmegaConf.register_new_resolver("rnnlab_pid", lambda: str(os.getpid()))
+        OmegaConf.register_new_resolver("rnnlab_pid", lambda: str(os.getpid()), use_cache=True)
     if not OmegaConf.has_resolver("rnnlab_direction"):
         OmegaConf.register_new_resolver("rnnlab_direction", optuna_direction)
 
