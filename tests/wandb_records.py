@@ -91,5 +91,10 @@ def summarize(path: str | Path) -> dict[str, Any]:
                 summary[key] = json.loads(item.value_json)
         elif kind == "exit":
             exit_code = record.exit.exit_code
-    return {"config": config, "history": history, "run": run, "exit_code": exit_code,
-            "summary": summary}
+    return {
+        "config": config,
+        "history": history,
+        "run": run,
+        "exit_code": exit_code,
+        "summary": summary,
+    }
