@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import pickle
@@ -38,6 +39,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
 
 
+_CODE_FINGERPRINT: str | None = None
+
+
+def code_fingerprint() -> str:
+    """sha256 over the rnnlab package's Python sources (paths and contents).
+
+    Stored in every checkpoint, so ``ckpt_path=auto`` resumes only a run written by the
+    same code: after a code change (DVC re-runs the stage) an interrupted run's
+    checkpoint is stale, not something to continue.
+    """
+    global _CODE_FINGERPRINT
+    if _CODE_FINGERPRINT is None:
+        package = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(package.rglob("*.py")):
+            h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+        _CODE_FINGERPRINT = h.hexdigest()
+    return _CODE_FINGERPRINT
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's TorchCheckpointIO, but every save is atomic in the target directory.
 
@@ -51,6 +72,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
+        checkpoint = {**checkpoint, "rnnlab": {"code_sha256": code_fingerprint()}}
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         atomic_write_bytes(path, buffer.getvalue())

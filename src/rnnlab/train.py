@@ -210,11 +210,12 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """``ckpt_path=auto``: resume an *interrupted* run of the same config from last.ckpt.
 
     DVC keeps the checkpoints (persist: true) so an interrupted ``dvc repro`` resumes.
-    A finished run, or one written by another config (DVC re-runs the stage because a
-    parameter or the code changed), starts fresh: its checkpoints move to
+    A finished run, or one written by another config, other code or for other data
+    (DVC re-runs the stage because a parameter, the code or the data changed; each is
+    recorded in the checkpoint), starts fresh: its checkpoints move to
     ``checkpoints/stale/`` so the new run's best.ckpt is not renamed best-v1.ckpt.
     """
-    from rnnlab.checkpoints import load_checkpoint
+    from rnnlab.checkpoints import code_fingerprint, load_checkpoint
 
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "auto":
@@ -229,7 +230,17 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     stored = ckpt.get("hyper_parameters", {}).get("run_config", {})
     current = OmegaConf.to_container(cfg, resolve=True)
     keys = ("model", "optim", "data", "task", "seed", "trainer")
-    same = all(stored.get(k) == current.get(k) for k in keys)
+    reason = None
+    if not all(stored.get(k) == current.get(k) for k in keys):
+        reason = "written by a different config"
+    elif ckpt.get("rnnlab", {}).get("code_sha256") != code_fingerprint():
+        reason = "written by other (or unrecorded) rnnlab code"
+    elif "ProcessedDataModule" in ckpt and cfg.data.get("data_dir"):
+        meta = Path(cfg.data.data_dir) / "meta.json"
+        data_now = json.loads(meta.read_text()).get("checksums") if meta.is_file() else None
+        if ckpt["ProcessedDataModule"].get("checksums") != data_now:
+            reason = "trained on other data (the dataset was prepared again)"
+    same = reason is None
     stopped = any(
         isinstance(state, dict) and state.get("stopped_epoch", 0) > 0
         for name, state in ckpt.get("callbacks", {}).items()
@@ -243,7 +254,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     stale.mkdir(exist_ok=True)
     for old in ckpt_dir.glob("*.ckpt"):
         old.replace(stale / old.name)
-    reason = "finished" if same else "written by a different config"
+    reason = reason or "finished"
     log.info("%s was %s; moved checkpoints to %s and starting fresh", last, reason, stale)
     return None
 

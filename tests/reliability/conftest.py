@@ -32,9 +32,12 @@ def compose_cfg():
     register_resolvers()
 
     def _compose(output_dir: Path, *overrides: str) -> DictConfig:
+        tiny = TINY
+        if any(o.startswith("data=") for o in overrides):  # sizes are synthetic-data keys
+            tiny = [o for o in TINY if not o.startswith("data.")]
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             return compose(
-                "config", overrides=[*TINY, f"paths.output_dir={output_dir}", *overrides]
+                "config", overrides=[*tiny, f"paths.output_dir={output_dir}", *overrides]
             )
 
     return _compose

@@ -12,7 +12,7 @@ import torch
 
 from rnnlab.checkpoints import load_checkpoint
 from rnnlab.safety import ALLOWED_TARGET_PREFIXES, check_targets
-from tests.helpers import FAST, run_cli
+from tests.helpers import run_cli
 
 
 class _SystemPayload:
@@ -69,15 +69,16 @@ def test_evaluate_refuses_pickled_payload(tmp_path):
 
 
 @pytest.mark.parametrize("how", ["explicit", "auto"])
-def test_train_refuses_pickled_payload_when_resuming(tmp_path, how):
-    """ckpt_path=<file> and ckpt_path=auto (a tampered last.ckpt in the run dir)."""
+def test_train_refuses_pickled_payload_when_resuming(tmp_path, compose_cfg, how):
+    """ckpt_path=<file> and ckpt_path=auto (a tampered last.ckpt in the run dir) are
+    checked before Lightning sees them (train() calls resolve_ckpt_path first)."""
+    from rnnlab.train import resolve_ckpt_path
+
     bad, marker = _poisoned_checkpoint(tmp_path)
-    ckpt_arg = f"ckpt_path={bad}" if how == "explicit" else "ckpt_path=auto"
-    proc = run_cli(
-        "rnnlab.train", ckpt_arg, f"hydra.run.dir={tmp_path}", "logger=csv", *FAST, check=False
-    )
-    assert proc.returncode != 0
-    assert "refused to load" in proc.stderr and str(bad) in proc.stderr, proc.stderr[-2000:]
+    cfg = compose_cfg(tmp_path, f"ckpt_path={bad if how == 'explicit' else 'auto'}")
+    with pytest.raises(ValueError, match="refused to load") as err:
+        resolve_ckpt_path(cfg)
+    assert str(bad) in str(err.value)
     assert not marker.exists(), "the pickle payload must never run"
 
 

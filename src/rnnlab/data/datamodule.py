@@ -75,52 +75,38 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
+        if self.shuffle:  # training: the epoch's randomness follows (seed, epoch)
+            seed_epoch(self.seed, self.epoch)
         return iter(self._batches())
 
     def __len__(self) -> int:
         return len(self._batches())
 
 
-class RngStateMixin:
-    """Saves the global random state in checkpoints and restores it on resume.
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seed the global generators (torch, random, numpy) from (seed, epoch).
 
-    Lightning calls a DataModule's ``state_dict`` when it writes a checkpoint and
-    ``load_state_dict`` when it resumes from one. The data order is already a pure
-    function of (seed, epoch); this makes the rest that draws from the global
-    generators (dropout, SpecAugment, DataLoader base seeds) continue where the
-    interrupted run stopped, so a resumed run ends with the same weights as an
-    uninterrupted one. Stored as tensors and ints only (loads with ``weights_only``).
+    Called when a training epoch's batches are first requested, so everything random
+    during the epoch (dropout, SpecAugment) is a pure function of (seed, epoch): a run
+    resumed at epoch N from last.ckpt draws exactly what the uninterrupted run drew,
+    whatever callbacks consumed from the generators between epochs (e.g. a gradient
+    probe after the checkpoint was written) and without storing generator states.
+    """
+    s = (int(seed) * 1_000_003 + int(epoch)) % (2**63)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s % (2**32))
+
+
+class ProcessedDataModule(L.LightningDataModule):
+    """Reads train/val/test written by ``rnnlab.data.prepare``; exposes ``io`` for the model.
+
+    Checkpoints record the split files' checksums, so ``ckpt_path=auto`` can tell a run
+    trained on other data (re-prepared) from an interrupted run of this one.
     """
 
     def state_dict(self) -> dict[str, Any]:
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        return {
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-                "numpy": (
-                    str(kind),
-                    torch.from_numpy(keys.astype(np.int64)),
-                    int(pos),
-                    int(has_gauss),
-                    float(gauss),
-                ),
-            }
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        rng = state_dict.get("rng")
-        if not rng:
-            return
-        torch.set_rng_state(rng["torch"])
-        version, internal, gauss = rng["python"]
-        random.setstate((version, tuple(internal), gauss))
-        kind, keys, pos, has_gauss, cached = rng["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-
-
-class ProcessedDataModule(RngStateMixin, L.LightningDataModule):
-    """Reads train/val/test written by ``rnnlab.data.prepare``; exposes ``io`` for the model."""
+        return {"checksums": dict(self.meta.get("checksums", {}))}
 
     def __init__(
         self,
@@ -221,4 +207,4 @@ def dataset_size(data_dir: str | Path) -> dict[str, int]:
     return {k: v["total"] for k, v in meta.get("counts", {}).items()}
 
 
-__all__ = ["BucketBatchSampler", "ProcessedDataModule", "RngStateMixin", "dataset_size"]
+__all__ = ["BucketBatchSampler", "ProcessedDataModule", "dataset_size", "seed_epoch"]

@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
-from rnnlab.data.datamodule import RngStateMixin
+from rnnlab.data.datamodule import seed_epoch
 from rnnlab.nn.model import ModelIO
 
 IGNORE_INDEX = -100
@@ -71,7 +71,8 @@ class EpochShuffleSampler(Sampler[int]):
 
     Lightning calls ``set_epoch`` before every epoch, so a run resumed at epoch N sees
     the same order as an uninterrupted run did (a DataLoader ``generator`` would restart
-    from the seed and replay epoch 0's order).
+    from the seed and replay epoch 0's order). Shuffling (training) also reseeds the
+    global generators for the epoch (see ``seed_epoch``).
     """
 
     def __init__(self, n: int, seed: int, shuffle: bool) -> None:
@@ -83,6 +84,7 @@ class EpochShuffleSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         if not self.shuffle:
             return iter(range(self.n))
+        seed_epoch(self.seed, self.epoch)  # training: dropout etc. follow (seed, epoch)
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         return iter(torch.randperm(self.n, generator=g).tolist())
 
@@ -90,7 +92,7 @@ class EpochShuffleSampler(Sampler[int]):
         return self.n
 
 
-class SyntheticDataModule(RngStateMixin, L.LightningDataModule):
+class SyntheticDataModule(L.LightningDataModule):
     """Base for generated datasets: fixed-size, seeded splits; batches are dicts."""
 
     task_type = "classification"
