@@ -56,8 +56,8 @@ def ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
-@pytest.mark.slow
-def test_dvc_repro_then_noop_then_partial_rerun_then_experiment(tmp_path):
+def make_project(tmp_path: Path, pipeline_items: dict) -> Path:
+    """A git + DVC copy of the project whose pipeline runs ``pipeline_items``."""
     work = tmp_path / "project"
     work.mkdir()
     for name in ("conf", "src"):
@@ -67,7 +67,7 @@ def test_dvc_repro_then_noop_then_partial_rerun_then_experiment(tmp_path):
     for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, work / name)
     pipeline = yaml.safe_load((work / "conf" / "pipeline.yaml").read_text())
-    pipeline["pipeline"] = TINY_PIPELINE
+    pipeline["pipeline"] = pipeline_items
     (work / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     compose_and_dump(work / "params.yaml", str(work / "conf"), None, "pipeline", "", [])
     sh("git", "init", "-q", cwd=work)
@@ -75,6 +75,12 @@ def test_dvc_repro_then_noop_then_partial_rerun_then_experiment(tmp_path):
     shutil.copy(ROOT / ".dvc" / "config", work / ".dvc" / "config")
     sh("git", "add", "-A", cwd=work)
     sh("git", "commit", "-qm", "init", cwd=work)
+    return work
+
+
+@pytest.mark.slow
+def test_dvc_repro_then_noop_then_partial_rerun_then_experiment(tmp_path):
+    work = make_project(tmp_path, TINY_PIPELINE)
 
     # 1. the whole pipeline
     first = sh(sys.executable, "-m", "dvc", "repro", cwd=work)

@@ -5,7 +5,6 @@ same stage command ends."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvc.utils.hydra import compose_and_dump
 
-from tests.integration.test_dvc import ROOT, sh
+from tests.integration.test_dvc import make_project, sh
 from tests.reliability.test_crash_resume import _ckpt_epoch
 
 PIPELINE = {
@@ -28,30 +26,9 @@ PIPELINE = {
 }
 
 
-def _project(tmp_path: Path) -> Path:
-    work = tmp_path / "project"
-    work.mkdir()
-    for name in ("conf", "src"):
-        shutil.copytree(
-            ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-        )
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
-        shutil.copy(ROOT / name, work / name)
-    pipeline = yaml.safe_load((work / "conf" / "pipeline.yaml").read_text())
-    pipeline["pipeline"] = PIPELINE
-    (work / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    compose_and_dump(work / "params.yaml", str(work / "conf"), None, "pipeline", "", [])
-    sh("git", "init", "-q", cwd=work)
-    sh(sys.executable, "-m", "dvc", "init", "-q", cwd=work)
-    shutil.copy(ROOT / ".dvc" / "config", work / ".dvc" / "config")
-    sh("git", "add", "-A", cwd=work)
-    sh("git", "commit", "-qm", "init", cwd=work)
-    return work
-
-
 @pytest.mark.slow
 def test_sigkill_dvc_repro_then_dvc_repro_resumes(tmp_path):
-    work = _project(tmp_path)
+    work = make_project(tmp_path, PIPELINE)
     train_dir = work / "results" / "text_langid" / "train"
     last = train_dir / "checkpoints" / "last.ckpt"
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "WANDB_MODE": "offline"}
