@@ -496,7 +496,9 @@ def build_text_langid(
         skipped=skipped,
         source={
             "corpus": "chatterbot_corpus",
-            "corpus_dir": str(root),
+            # the packaged corpus by name, not by path: meta.json stays the same on
+            # every machine (DVC hashes it); a user-given directory is recorded as given
+            "corpus_dir": str(corpus_dir) if corpus_dir else "<chatterbot_corpus package>/data",
             "files": files,
             "utterances_read": raw_counts,
             "utterances_kept": {k: per_language[k] for k in labels},
@@ -566,7 +568,9 @@ def build_text_topics(
         skipped=skipped,
         source={
             "corpus": "chatterbot_corpus",
-            "corpus_dir": str(root),
+            # the packaged corpus by name, not by path: meta.json stays the same on
+            # every machine (DVC hashes it); a user-given directory is recorded as given
+            "corpus_dir": str(corpus_dir) if corpus_dir else "<chatterbot_corpus package>/data",
             "language": language,
             "utterances_read": raw_counts,
             "utterances_kept": {k: per_class[k] for k in labels},
