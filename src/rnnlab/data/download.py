@@ -291,6 +291,11 @@ def _safe_mkdir(archive: Path, name: str, directory: Path, root: Path) -> None:
 
 def _ensure_parent(archive: Path, name: str, dest: Path, root: Path) -> None:
     """Make ``dest``'s parent safely and clear an old entry so we never write through it."""
+    if dest == root:  # e.g. a file or link member named "." (found by hypothesis)
+        raise DataError(
+            f"{archive}: member {name!r} is not a directory but names the extraction "
+            f"directory {root} itself"
+        )
     _safe_mkdir(archive, name, dest.parent, root)
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
         dest.unlink()
