@@ -6,7 +6,14 @@ layer j's candidate is sum_i g^{i->j}_t U^{i->j} h^i_{t-1} (the whole recurrent 
 for Elman, the g/n candidate for LSTM/GRU; gates keep their own-layer recurrence).
 U^{j->j} is the layer's own candidate block of weight_hh, so the layers' weights keep
 PyTorch's layout. This is the one connection that lives inside the recurrence, so it
-always runs the project's loop.
+never runs nn.*: it runs the project's gated-feedback kernel (nn/kernels/gated_feedback:
+one matmul per layer and step, a hand-written backward with batched weight gradients,
+C++ on CPU or torch ops elsewhere). ``_reference_forward`` keeps the plain autograd
+loop it replaced, as the reference the kernel is tested against.
+
+Dropout between layers: the fast path samples every step's mask up front (inverted
+dropout, as nn.Dropout) and hands them to the kernel, so a seeded run draws a
+different random stream than the old per-step loop did (same distribution).
 
 Bidirectional: two independent gated-feedback stacks, one per direction, whose
 per-layer outputs are concatenated (a backward stack cannot step in lockstep with a
@@ -23,6 +30,8 @@ from torch.nn import functional as F
 
 from rnnlab.nn.cells import NUM_GATES, cell_step, initial_state
 from rnnlab.nn.connections.base import LayerSpec, RecurrentStack
+from rnnlab.nn.kernels import feedback_recurrence
+from rnnlab.nn.kernels.gated_feedback import layout
 from rnnlab.nn.recurrent import full_lengths, reverse_padded, step_mask
 
 
@@ -56,7 +65,82 @@ class _FeedbackDirection(nn.Module):
         blocks.insert(j, own)
         return torch.cat(blocks, dim=1)
 
-    def forward(self, x, lengths, dropout: nn.Module):
+    def kernel_weights(self) -> tuple[torch.Tensor, ...]:
+        """The kernel's weight layout (gated_feedback.cpp), assembled from the parameters.
+
+        Built by differentiable cat/stack, so autograd hands the kernel's gradients back
+        to the layers' weights, ``cross``, ``gate_u`` and ``gate_h``.
+        """
+        h, num_layers = self.hidden, len(self.layers)
+        d = layout(self.cell, h, num_layers)
+        kc = d["kc"]
+        weights = [layer.weights(0) for layer in self.layers]
+        w_ih0, _, b_ih0, _ = weights[0]
+        zeros = w_ih0.new_zeros(num_layers)
+        w0 = torch.cat([w_ih0, self.gate_u[0].weight])
+        b0 = torch.cat([b_ih0, zeros])
+        if num_layers > 1:
+            w_in = torch.stack(
+                [torch.cat([w[0], self.gate_u[j].weight]) for j, w in enumerate(weights) if j]
+            )
+            b_in = torch.stack([torch.cat([w[2], zeros]) for w in weights[1:]])
+        else:
+            w_in, b_in = w_ih0.new_empty(0, d["GW"], h), w_ih0.new_empty(0, d["GW"])
+        feedback_of = [self._feedback_matrix(j) for j in range(num_layers)]
+        rows = []
+        for i, (_, w_hh, _, _) in enumerate(weights):
+            own = [w_hh[: kc * h], w_hh[(kc + 1) * h :]]
+            feedback = [f[:, i * h : (i + 1) * h] for f in feedback_of]
+            reset = [g.weight[:, i * h : (i + 1) * h] for g in self.gate_h]
+            rows.append(torch.cat(own + feedback + reset))
+        w_rec = torch.stack(rows)
+        b_rec = torch.stack([w[3] for w in weights])
+        return w0, b0, w_in, b_in, w_rec, b_rec
+
+    def drop_masks(self, x: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
+        """(L-1, T, B, H) inverted-dropout masks for every step, or empty without dropout."""
+        p = float(getattr(dropout, "p", 0.0))
+        num_layers = len(self.layers)
+        if not dropout.training or p == 0.0 or num_layers == 1:
+            return x.new_empty(0)
+        shape = (num_layers - 1, x.shape[1], x.shape[0], self.hidden)
+        return x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        dropout: nn.Module,
+        drop_masks: torch.Tensor | None = None,
+    ):
+        """x (B, T, I) -> out (B, T, H), per-layer final states; the kernel's fast path."""
+        w0, b0, w_in, b_in, w_rec, b_rec = self.kernel_weights()
+        gx0 = F.linear(x.transpose(0, 1), w0, b0)  # (T, B, G*H + L): one matmul
+        if drop_masks is None:
+            drop_masks = self.drop_masks(x, dropout)
+        acts = self.acts
+        names = (acts.activation, acts.cell_activation or acts.activation, acts.gate_activation)
+        out, h_last, c_last = feedback_recurrence(
+            self.cell, names, gx0, w_in, b_in, w_rec, b_rec, drop_masks, lengths
+        )
+        if self.cell == "lstm":
+            states = [(h, c) for h, c in zip(h_last.unbind(0), c_last.unbind(0))]
+        else:
+            states = [(h,) for h in h_last.unbind(0)]
+        return out.transpose(0, 1), states
+
+    def _reference_forward(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        dropout: nn.Module,
+        drop_masks: torch.Tensor | None = None,
+    ):
+        """The per-step autograd loop (the definition the kernel must reproduce).
+
+        ``drop_masks`` (L-1, T, B, H), when given, replaces ``dropout`` between layers
+        (the kernel's masks), so tests can compare both paths under dropout.
+        """
         batch, steps = x.shape[:2]
         h, num_layers = self.hidden, len(self.layers)
         k = 2 if self.cell == "lstm" else NUM_GATES[self.cell] - 1
@@ -84,7 +168,12 @@ class _FeedbackDirection(nn.Module):
                 if mask is not None:
                     new = tuple(torch.where(mask[t], n, s) for n, s in zip(new, states[j]))
                 new_states.append(new)
-                u = new[0] if j == num_layers - 1 else dropout(new[0])
+                if j == num_layers - 1:
+                    u = new[0]
+                elif drop_masks is not None:
+                    u = new[0] * drop_masks[j, t]
+                else:
+                    u = dropout(new[0])
             states = new_states
             out = states[-1][0]
             outputs.append(out * mask[t] if mask is not None else out)

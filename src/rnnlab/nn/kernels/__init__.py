@@ -143,3 +143,7 @@ def recurrence(
         c0 = h0.new_empty(0)
     out, h, c = Recurrence.apply(gx, w_hh, b_hh, h0, c0, lengths, cell, acts, backend)
     return out, ((h, c) if cell == "lstm" else (h,))
+
+
+# The gated-feedback stack's kernel (imported last: it uses backend_for above).
+from rnnlab.nn.kernels.gated_feedback import GatedFeedback, feedback_recurrence  # noqa: E402, F401

@@ -1,6 +1,7 @@
-"""Build (once) and load the C++ recurrence kernel, safely under concurrency.
+"""Build (once) and load the C++ recurrent kernels, safely under concurrency.
 
-The extension is compiled at first use into a cache directory keyed by the source,
+All ``SOURCES`` (the single-layer recurrence and the gated-feedback stack) compile into
+one extension, at first use, into a cache directory keyed by every source's text,
 the torch version and the CPU, so a source edit or a torch upgrade rebuilds it and
 every later process just loads the shared object. Two processes building at once
 (pytest-xdist workers, DDP ranks) serialise on an ``fcntl`` lock that the OS releases
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("recurrence.cpp")
+_HERE = Path(__file__).parent
+SOURCES = [_HERE / "recurrence.cpp", _HERE / "gated_feedback.cpp"]
+SOURCE = SOURCES[0]  # the single-layer kernel (kept for callers that named it)
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-DNDEBUG"]
 
 
@@ -43,8 +46,9 @@ def cache_root() -> Path:
 
 
 def build_name() -> str:
+    sources = [f"{src.name}\n{src.read_text()}" for src in SOURCES]
     key = "|".join(
-        [SOURCE.read_text(), torch.__version__, " ".join(CFLAGS), _cpu_model(), platform.machine()]
+        [*sources, torch.__version__, " ".join(CFLAGS), _cpu_model(), platform.machine()]
     )
     return "rnnlab_rec_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -68,7 +72,7 @@ def load_extension() -> None:
         try:
             cpp_extension.load(
                 name=name,
-                sources=[str(SOURCE)],
+                sources=[str(src) for src in SOURCES],
                 extra_cflags=CFLAGS,
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(build_dir),
