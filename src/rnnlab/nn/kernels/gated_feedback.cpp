@@ -176,6 +176,10 @@ void forward_loop(const Dims& d, const at::Tensor& gx0, const at::Tensor& w_in,
           const T* __restrict__ ho = hn - B * H;
           T* __restrict__ cn = c_p ? c_p + ((j * (S + 1) + t + 1) * B + b) * H : nullptr;
           if (t >= Lb[b]) {  // padded step: the state stays, the output is zero
+            // The saved gates meet zero gradients in the batched weight products after
+            // the backward loop: they must be finite (0 * garbage can be NaN).
+            T* gs = g_p + ((j * (save ? S : 1) + ts) * B + b) * L;
+            std::fill(gs, gs + L, T(0));
             std::copy(ho, ho + H, hn);
             if (cn) std::copy(cn - B * H, cn - B * H + H, cn);
             if (j == L - 1) std::fill(out_p + (t * B + b) * H, out_p + (t * B + b + 1) * H, T(0));
