@@ -28,6 +28,7 @@ params: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.gated_feedback
 	$(PY) -m benchmarks.pipeline_overhead
 
 bench-quick: $(STAMP)
