@@ -1,5 +1,7 @@
 """The gradient-flow probe measures the true ‖∂L/∂h_t‖ (through output and recurrence)."""
 
+import json
+
 import pytest
 import torch
 
@@ -121,3 +123,65 @@ def test_bad_settings_name_the_key():
         GradientFlow(dirpath=".", every_n_epochs=0)
     with pytest.raises(ValueError, match="saturation_eps"):
         GradientFlow(dirpath=".", saturation_eps=0.7)
+
+
+def test_probe_restores_the_layers_and_respects_max_probe_steps(tmp_path):
+    # Beyond max_probe_steps the layer's own output is used: the loss is the model's.
+    task = _task("lstm", "tanh")
+    batch = _batch()
+    record = GradientFlow(dirpath=tmp_path, max_probe_steps=4).measure(task, batch)
+    task.eval()
+    assert record["loss"] == pytest.approx(
+        float(task.loss_and_outputs(batch)[0].detach()), rel=1e-5
+    )
+    assert all(len(layer["dh_norm"]) == 4 for layer in record["layers"].values())
+    # The replay shadows each layer's forward for one pass only.
+    assert not any("forward" in layer.__dict__ for layer in task.net.stack.layers)
+
+
+class _Trainer:
+    """The few Trainer attributes the callback reads."""
+
+    is_global_zero, sanity_checking, loggers = True, False, []
+
+    def __init__(self, batch):
+        self.val_dataloaders = [[batch]]
+        self.current_epoch = self.global_step = 0
+
+
+def test_plot_is_rendered_first_then_at_most_every_plot_every_s_and_at_the_end(
+    tmp_path, monkeypatch
+):
+    import rnnlab.plots
+
+    rendered = []
+    real = rnnlab.plots.plot_gradient_flow
+
+    def counting(records, out_png):
+        rendered.append(len(records))
+        return real(records, out_png)
+
+    monkeypatch.setattr(rnnlab.plots, "plot_gradient_flow", counting)
+    task, trainer = _task("gru", "tanh"), _Trainer(_batch())
+    callback = GradientFlow(dirpath=tmp_path, plot_every_s=3600)
+    callback.on_train_start(trainer, task)
+    for epoch in range(3):
+        trainer.current_epoch, trainer.global_step = epoch, 2 * (epoch + 1)
+        callback.on_train_epoch_end(trainer, task)
+    doc = json.loads((tmp_path / "gradient_flow.json").read_text())
+    assert len(doc["records"]) == 4  # the JSON follows every probe
+    assert rendered == [1]  # the PNG only after the first, within plot_every_s
+    callback.on_train_end(trainer, task)
+    assert rendered == [1, 4]  # the end renders every record
+    callback.on_train_end(trainer, task)
+    assert rendered == [1, 4]  # nothing new: not rendered again
+    assert (tmp_path / "gradient_flow.png").read_bytes()[:4] == b"\x89PNG"
+
+    every = GradientFlow(dirpath=tmp_path / "every", plot_every_s=0)
+    rendered.clear()
+    trainer = _Trainer(_batch())
+    every.on_train_start(trainer, task)
+    every.on_train_epoch_end(trainer, task)
+    assert rendered == [1, 2]
+    with pytest.raises(ValueError, match="callbacks.gradient_flow.plot_every_s=-1"):
+        GradientFlow(dirpath=".", plot_every_s=-1)

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from torch.nn import functional as F
 
 from rnnlab.nn.activations import get_activation, get_gate_activation
+from rnnlab.nn.cells import cell_step, initial_state
 from rnnlab.nn.recurrent import RecurrentLayer
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,14 @@ def _layer_name(path: str) -> str:
 
 
 class _LayerStats:
-    """Saturation and dead-unit counts of one layer's candidate (and gates) on the probe."""
+    """Saturation and dead-unit counts of one layer's candidate (and gates) on the probe.
+
+    The replay records each step's input and previous state; the gate pre-activations
+    are then computed for many steps in one matrix product (``update``), not step by step.
+    """
+
+    # Elements of one (steps, batch, gates * hidden) block: bounds the memory of a long probe.
+    BLOCK_ELEMENTS = 1 << 22
 
     def __init__(self, layer: RecurrentLayer, eps: float) -> None:
         self.layer, self.eps = layer, eps
@@ -68,35 +78,55 @@ class _LayerStats:
         self.alive = torch.zeros(layer.hidden_size, dtype=torch.bool)
 
     @torch.no_grad()
-    def update(self, x_t: torch.Tensor, h_prev: torch.Tensor, valid: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor, h_prev: torch.Tensor, valid: torch.Tensor) -> None:
+        """Count over steps: ``x`` (T, B, I) inputs, ``h_prev`` (T, B, H) the state each
+        step starts from, ``valid`` (T, B) which steps are real (not padding)."""
         w_ih, w_hh, b_ih, b_hh = self.layer.weights(0)
-        gx = x_t @ w_ih.T + b_ih
-        gh = h_prev @ w_hh.T + b_hh
-        cell, size = self.layer.cell, self.layer.hidden_size
-        gates: list[torch.Tensor] = []
-        if cell == "rnn":
-            cand = self.phi(gx + gh)
-        elif cell == "lstm":
-            i, f, g, o = (gx + gh).split(size, dim=1)
-            gates = [self.sigma(i), self.sigma(f), self.sigma(o)]
-            cand = self.phi(g)
-        else:  # gru: r, z, n
-            xr, xz, xn = gx.split(size, dim=1)
-            hr, hz, hn = gh.split(size, dim=1)
-            r, z = self.sigma(xr + hr), self.sigma(xz + hz)
-            gates = [r, z]
-            cand = self.phi(xn + r * hn)
-        cand = cand[valid]
-        self.valid += cand.numel()
-        if self.act_name in BOUNDED:
-            self.saturated += int((cand.abs() > 1 - self.eps).sum())
-        elif self.act_name in BOUNDED01:
-            self.saturated += int(((cand < self.eps) | (cand > 1 - self.eps)).sum())
-        for gate in gates:
-            gate = gate[valid]
-            self.gate_valid += gate.numel()
-            self.gate_saturated += int(((gate < self.eps) | (gate > 1 - self.eps)).sum())
-        self.alive |= (cand.abs() > 1e-6).any(dim=0).cpu()
+        size = self.layer.hidden_size
+        block = max(1, self.BLOCK_ELEMENTS // max(1, x.shape[1] * w_ih.shape[0]))
+        saturated = gate_saturated = torch.zeros((), dtype=torch.long)
+        alive = torch.zeros(size, dtype=torch.bool, device=x.device)
+        cell = self.layer.cell
+        n_gates = {"rnn": 0, "lstm": 3}.get(cell, 2)
+        padded = not bool(valid.all())
+
+        def count(hit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return (hit & mask).sum() if padded else hit.sum()
+
+        for start in range(0, x.shape[0], block):
+            xs, hs = x[start : start + block], h_prev[start : start + block]
+            mask = valid[start : start + block].unsqueeze(-1)  # (t, B, 1)
+            gx = torch.matmul(xs, w_ih.T) + b_ih
+            gh = torch.matmul(hs, w_hh.T) + b_hh
+            gates: list[torch.Tensor] = []
+            if cell == "rnn":
+                cand = self.phi(gx + gh)
+            elif cell == "lstm":
+                i, f, g, o = (gx + gh).split(size, dim=-1)
+                gates = [self.sigma(i), self.sigma(f), self.sigma(o)]
+                cand = self.phi(g)
+            else:  # gru: r, z, n
+                xr, xz, xn = gx.split(size, dim=-1)
+                hr, hz, hn = gh.split(size, dim=-1)
+                r, z = self.sigma(xr + hr), self.sigma(xz + hz)
+                gates = [r, z]
+                cand = self.phi(xn + r * hn)
+            if self.act_name in BOUNDED:
+                saturated = saturated + count(cand.abs() > 1 - self.eps, mask)
+            elif self.act_name in BOUNDED01:
+                saturated = saturated + count((cand < self.eps) | (cand > 1 - self.eps), mask)
+            for gate in gates:
+                gate_saturated = gate_saturated + count(
+                    (gate < self.eps) | (gate > 1 - self.eps), mask
+                )
+            active = cand.abs() > 1e-6
+            alive |= (active & mask if padded else active).flatten(0, 1).any(dim=0)
+        n_valid = int(valid.sum()) * size
+        self.valid += n_valid
+        self.saturated += int(saturated)
+        self.gate_valid += n_valid * n_gates
+        self.gate_saturated += int(gate_saturated)
+        self.alive |= alive.cpu()
 
     def summary(self) -> dict[str, float | None]:
         bounded = self.act_name in BOUNDED or self.act_name in BOUNDED01
@@ -122,6 +152,11 @@ class GradientFlow(Callback):
         saturation_eps: a tanh/sigmoid value within eps of its bound counts as saturated.
         max_probe_steps: probe only the first this many time steps of long sequences
             (None: all). Keeps the probe cheap on long speech inputs.
+        plot_every_s: re-render ``gradient_flow.png`` (and log it as an image) after a
+            probe only when the last rendering is at least this many seconds old; it is
+            always rendered after the first probe and when training ends or fails, from
+            every record. The JSON is written after every probe. Rendering costs about half
+            a second, a real share of short epochs; 0 renders after every probe.
     """
 
     def __init__(
@@ -133,6 +168,7 @@ class GradientFlow(Callback):
         vanish_threshold: float = 1e-6,
         saturation_eps: float = 0.01,
         max_probe_steps: int | None = None,
+        plot_every_s: float = 30.0,
     ) -> None:
         super().__init__()
         for key, value in (
@@ -145,6 +181,10 @@ class GradientFlow(Callback):
             raise ValueError(
                 f"callbacks.gradient_flow.saturation_eps={saturation_eps!r}; valid: 0 < eps < 0.5"
             )
+        if not float(plot_every_s) >= 0:
+            raise ValueError(
+                f"callbacks.gradient_flow.plot_every_s={plot_every_s!r} must be a number >= 0"
+            )
         self.dirpath = Path(dirpath)
         self.every_n_epochs = every_n_epochs
         self.log_every_n_steps = log_every_n_steps
@@ -152,9 +192,11 @@ class GradientFlow(Callback):
         self.vanish_threshold = float(vanish_threshold)
         self.saturation_eps = float(saturation_eps)
         self.max_probe_steps = max_probe_steps
+        self.plot_every_s = float(plot_every_s)
+        self._plotted_at: float | None = None  # time.monotonic() of the last rendering
+        self._plotted_records = 0  # how many records that rendering showed
         self.records: list[dict[str, Any]] = []
         self._probe_batch: dict[str, torch.Tensor] | None = None
-        self._replaying = False
         self._warned_explode_epoch = -1
 
     # --- training-time gradient norms ------------------------------------------------
@@ -198,6 +240,15 @@ class GradientFlow(Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._probe(trainer, pl_module)
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._plot_if_stale(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        try:  # a diverged or interrupted run keeps a plot of every record it made
+            self._plot_if_stale(trainer)
+        except Exception as err:  # never hide the exception that stopped training
+            log.warning("could not plot the gradient-flow records: %s", err)
+
     def _probe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or getattr(trainer, "sanity_checking", False):
             return
@@ -231,17 +282,19 @@ class GradientFlow(Callback):
             return (x + z, *args[1:]), kwargs
 
         handles.append(stack.register_forward_pre_hook(perturb_input, with_kwargs=True))
-        for path, layer in self._named_layers(pl_module):
-            if layer.bidirectional:
-                continue
-            name = _layer_name(path)
-            stats[name] = _LayerStats(layer, self.saturation_eps)
-            hook = self._make_replay_hook(name, replayed, stats[name])
-            handles.append(layer.register_forward_hook(hook, with_kwargs=True))
-
+        replaced: list[RecurrentLayer] = []
         was_training = pl_module.training
         pl_module.eval()  # no dropout: the probe measures the network, not the noise
         try:
+            for path, layer in self._named_layers(pl_module):
+                if layer.bidirectional:
+                    continue
+                name = _layer_name(path)
+                stats[name] = _LayerStats(layer, self.saturation_eps)
+                # For this one forward pass the layer runs as its step-by-step replay
+                # (an instance attribute shadows the class's forward; removed below).
+                layer.forward = self._make_replay(layer, name, replayed, stats[name])
+                replaced.append(layer)
             with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
                 loss, _ = pl_module.loss_and_outputs(batch)
                 names = list(replayed)
@@ -256,6 +309,8 @@ class GradientFlow(Callback):
         finally:
             for handle in handles:
                 handle.remove()
+            for layer in replaced:
+                del layer.forward
             pl_module.train(was_training)
 
         steps = probe_input[0].shape[1]
@@ -273,7 +328,7 @@ class GradientFlow(Callback):
             offset += n_steps
             dh = torch.stack(
                 [
-                    (g if g is not None else torch.zeros_like(h))[0]
+                    g if g is not None else torch.zeros_like(h)
                     for g, h in zip(step_grads, replayed[name])
                 ],
                 dim=1,
@@ -292,40 +347,52 @@ class GradientFlow(Callback):
         record["probe"] = {"batch_size": int(valid.shape[0]), "time_steps": int(steps)}
         return record
 
-    def _make_replay_hook(self, name: str, replayed: dict, stats: _LayerStats):
-        """Forward hook: recompute a unidirectional layer step by step, keep each h_t."""
+    def _make_replay(self, module: RecurrentLayer, name: str, replayed: dict, stats: _LayerStats):
+        """A forward for ``module`` that runs it step by step and keeps each h_t.
+
+        The steps run the layer's own cell equations (``cell_step``, which both the fused
+        and the project's kernels compute) on the layer's weights; the input projection
+        of all steps is one matrix product, as in the project's kernel. One step of a
+        fused kernel costs far more than its arithmetic, so the replay does not call it.
+        """
         limit = self.max_probe_steps
 
-        def replay(module: RecurrentLayer, args, kwargs, output):
-            if self._replaying:
-                return None
-            x = args[0]
-            lengths = args[1] if len(args) > 1 else kwargs.get("lengths")
-            state = args[2] if len(args) > 2 else kwargs.get("state")
+        def replay(x: torch.Tensor, lengths: torch.Tensor | None = None, state=None):
             batch, steps = x.shape[:2]
+            n = steps if limit is None else min(steps, limit)
             valid = _valid_mask(lengths, steps, batch, x.device)  # (B, T)
-            self._replaying = True
-            try:
-                hs: list[torch.Tensor] = []
-                outs = []
-                for t, x_t in enumerate(x.unbind(1)):
-                    if limit is not None and t >= limit:
-                        break
-                    _, new = module(x_t.unsqueeze(1), None, state)
-                    keep = valid[:, t].view(1, -1, 1)
-                    if state is None:
-                        state = tuple(torch.zeros_like(s) for s in new)
-                    stats.update(x_t, state[0][0], valid[:, t])
-                    state = tuple(torch.where(keep, n, s) for n, s in zip(new, state))
-                    hs.append(state[0])  # (1, B, H): the very tensor both paths use
-                    outs.append(state[0][0] * keep[0])
-            finally:
-                self._replaying = False
+            w_ih, w_hh, b_ih, b_hh = module.weights(0)
+            initial = state
+            if state is None:
+                state = initial_state(module.cell, batch, module.hidden_size, x)
+            else:
+                state = tuple(s[0] for s in state)  # (1, B, H) -> (B, H)
+            gx = F.linear(x[:, :n], w_ih, b_ih).unbind(1)
+            # Steps where every sequence is still running need no masking (most steps
+            # of most batches): same values and gradients, fewer autograd nodes.
+            running = valid[:, :n].all(dim=0).tolist()
+            hs: list[torch.Tensor] = []
+            h_prev: list[torch.Tensor] = []
+            outs = []
+            for t in range(n):
+                h_prev.append(state[0].detach())
+                new = cell_step(
+                    module.cell, module.acts, gx[t], F.linear(state[0], w_hh, b_hh), state
+                )
+                if running[t]:
+                    state = new
+                    outs.append(state[0])
+                else:
+                    keep = valid[:, t].unsqueeze(1)
+                    state = tuple(torch.where(keep, a, b) for a, b in zip(new, state))
+                    outs.append(state[0] * keep)
+                hs.append(state[0])  # (B, H): the very tensor the next step and the output use
+            stats.update(x[:, :n].detach().transpose(0, 1), torch.stack(h_prev), valid[:, :n].T)
             replayed[name] = hs
-            if len(outs) < steps:  # beyond max_probe_steps: keep the layer's own output
-                tail = output[0][:, len(outs) :]
-                return torch.cat([torch.stack(outs, 1), tail], dim=1), output[1]
-            return torch.stack(outs, dim=1), state
+            if n < steps:  # beyond max_probe_steps: the layer's own output
+                out, final = type(module).forward(module, x, lengths, initial)
+                return torch.cat([torch.stack(outs, 1), out[:, n:]], dim=1), final
+            return torch.stack(outs, dim=1), tuple(s.unsqueeze(0) for s in state)
 
         return replay
 
@@ -387,9 +454,27 @@ class GradientFlow(Callback):
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=1))
         tmp.replace(path)
+        if self._plotted_at is None or time.monotonic() - self._plotted_at >= self.plot_every_s:
+            self._plot(trainer)
+
+    def _plot_if_stale(self, trainer) -> None:
+        if trainer.is_global_zero and self.records and self._plotted_records != len(self.records):
+            self._plot(trainer)
+
+    def _plot(self, trainer) -> None:
+        """Render every record so far to ``gradient_flow.png``; log it to image loggers."""
         from rnnlab.plots import plot_gradient_flow
 
-        plot_gradient_flow(self.records, self.dirpath / "gradient_flow.png")
+        png = plot_gradient_flow(self.records, self.dirpath / "gradient_flow.png")
+        self._plotted_at, self._plotted_records = time.monotonic(), len(self.records)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                try:
+                    logger.log_image(
+                        key="gradient_flow/profile", images=[str(png)], step=trainer.global_step
+                    )
+                except Exception as err:  # an image upload must never stop training
+                    log.warning("could not log the gradient-flow image to %s: %s", logger, err)
 
     def _log(self, trainer, record: dict) -> None:
         scalars: dict[str, float] = {}
@@ -403,15 +488,6 @@ class GradientFlow(Callback):
                     scalars[f"gradflow/{name}/{key}"] = layer[key]
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=trainer.global_step)
-            if hasattr(logger, "log_image"):
-                try:
-                    logger.log_image(
-                        key="gradient_flow/profile",
-                        images=[str(self.dirpath / "gradient_flow.png")],
-                        step=trainer.global_step,
-                    )
-                except Exception as err:  # an image upload must never stop training
-                    log.warning("could not log the gradient-flow image to %s: %s", logger, err)
 
 
 @rank_zero_only
