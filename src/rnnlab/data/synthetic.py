@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
 from rnnlab.data.datamodule import seed_epoch
 from rnnlab.nn.model import ModelIO
@@ -144,11 +144,11 @@ class SyntheticDataModule(L.LightningDataModule):
         else:
             sampler = EpochShuffleSampler(len(ds), self.seed, shuffle)
         return DataLoader(
-            ds,
+            _BatchFetch(ds),
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=_to_batch,
+            collate_fn=_to_batch,  # the dataset already returns whole batches
             persistent_workers=self.num_workers > 0,
         )
 
@@ -162,7 +162,32 @@ class SyntheticDataModule(L.LightningDataModule):
         return self._loader("test", False)
 
 
+class _BatchFetch(Dataset):
+    """A split's ``TensorDataset(inputs, lengths, targets)`` that fetches whole batches.
+
+    A DataLoader calls ``__getitems__`` with a batch's indices: three index operations
+    instead of indexing and stacking ``batch_size`` items one by one (same batch, same
+    order). The split itself stays a plain TensorDataset for any other use.
+    """
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.tensors = data.tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[index] for t in self.tensors)
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        inputs, lengths, targets = (t[index] for t in self.tensors)
+        return {"inputs": inputs, "lengths": lengths, "targets": targets}
+
+
 def _to_batch(items) -> dict[str, torch.Tensor]:
+    if isinstance(items, dict):  # _BatchFetch.__getitems__: already a batch
+        return items
     inputs, lengths, targets = zip(*items)
     return {
         "inputs": torch.stack(inputs),
