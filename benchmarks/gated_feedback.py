@@ -117,10 +117,10 @@ def run(shapes, layer_counts, cells, repeats: int, warmup: int) -> list[dict]:
                         "time_vs_nn_stack_fwdbwd": round(t["fwdbwd"] / plain["fwdbwd"], 3),
                     }
                     records.append(rec)
+                    vs_loop = f"(x{loop['fwdbwd'] / t['fwdbwd']:.2f} vs loop)" if loop else ""
                     print(
                         f"{cell:5s} L={layers} {str(shape):20s} {impl:13s} {act:5s} "
-                        f"fwd {t['fwd']:8.1f} ms  fwd+bwd {t['fwdbwd']:8.1f} ms  "
-                        f"(x{rec['speed_vs_loop_fwdbwd'] or 0:.2f} vs loop)  "
+                        f"fwd {t['fwd']:8.1f} ms  fwd+bwd {t['fwdbwd']:8.1f} ms  {vs_loop:16s} "
                         f"peak {mems[(impl, act)]:7.1f} MB",
                         flush=True,
                     )
