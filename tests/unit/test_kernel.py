@@ -62,13 +62,14 @@ def test_gradcheck_function_with_lengths_and_initial_state(backend, cell, activa
     b_hh = torch.randn(NUM_GATES[cell] * 2, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
     c0 = torch.randn(3, 2, dtype=torch.float64, requires_grad=cell == "lstm")
+    b_ih = torch.randn(NUM_GATES[cell] * 2, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([4, 2, 3])
 
-    def f(gx, w_hh, b_hh, h0, c0):
-        out, h, c = Recurrence.apply(gx, w_hh, b_hh, h0, c0, lengths, cell, acts, backend)
+    def f(gx, w_hh, b_ih, b_hh, h0, c0):
+        out, h, c = Recurrence.apply(gx, w_hh, b_ih, b_hh, h0, c0, lengths, cell, acts, backend)
         return (out, h, c) if cell == "lstm" else (out, h)
 
-    assert torch.autograd.gradcheck(f, (gx, w_hh, b_hh, h0, c0), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(f, (gx, w_hh, b_ih, b_hh, h0, c0), eps=1e-6, atol=1e-6)
 
 
 ALL = sorted(ACTIVATIONS)
