@@ -92,7 +92,7 @@ class Recurrence(torch.autograd.Function):
             out, h, c, pre, c_all, hn_all = torch.ops.rnnlab_kernels.rec_forward(
                 gx.contiguous(), w_hh, b_ih, b_hh, h0, c_in, lengths, CELL_CODES[cell], *codes,
                 save,
-            )
+            )  # fmt: skip
         else:
             out, h, c, pre, c_all, hn_all = reference.forward(
                 cell, acts, gx + b_ih, w_hh, b_hh, h0, c0 if lstm else None, lengths, save
