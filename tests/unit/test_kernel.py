@@ -62,13 +62,14 @@ def test_gradcheck_function_with_lengths_and_initial_state(backend, cell, activa
     b_hh = torch.randn(NUM_GATES[cell] * 2, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
     c0 = torch.randn(3, 2, dtype=torch.float64, requires_grad=cell == "lstm")
+    b_ih = torch.randn(NUM_GATES[cell] * 2, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([4, 2, 3])
 
-    def f(gx, w_hh, b_hh, h0, c0):
-        out, h, c = Recurrence.apply(gx, w_hh, b_hh, h0, c0, lengths, cell, acts, backend)
+    def f(gx, w_hh, b_ih, b_hh, h0, c0):
+        out, h, c = Recurrence.apply(gx, w_hh, b_ih, b_hh, h0, c0, lengths, cell, acts, backend)
         return (out, h, c) if cell == "lstm" else (out, h)
 
-    assert torch.autograd.gradcheck(f, (gx, w_hh, b_hh, h0, c0), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(f, (gx, w_hh, b_ih, b_hh, h0, c0), eps=1e-6, atol=1e-6)
 
 
 ALL = sorted(ACTIVATIONS)
@@ -189,3 +190,58 @@ def test_build_waits_for_another_builder_holding_the_lock():
         fcntl.flock(held, fcntl.LOCK_UN)
     assert done.wait(30)
     worker.join()
+
+
+@pytest.fixture
+def two_threads():
+    """The kernel splits a batch into per-thread row blocks when there are >= 2 threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_blocks_and_packed_matmul_match_reference(backend, two_threads, cell, dtype):
+    """A batch big enough to be split across threads (float32: MKL's packed GEMM where
+    torch exports it), ragged lengths, every input's gradient, against autograd."""
+    acts = CellActivations("gelu")
+    x, (w_ih, w_hh, b_ih, b_hh), h0, c0 = make_inputs(
+        cell, batch=37, steps=9, inp=5, hidden=6, dtype=dtype, seed=3
+    )
+    lengths = torch.randint(1, 10, (37,), generator=torch.Generator().manual_seed(1))
+    lengths[0] = 9
+    inputs = (x, w_ih, w_hh, b_ih, b_hh, h0) + ((c0,) if cell == "lstm" else ())
+    ref_out, ref_state = reference_run(cell, acts, x, lengths, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    gx = x @ w_ih.t()
+    out, state = recurrence(cell, names(acts), gx, w_hh, b_hh, h0, c0, lengths, b_ih)
+    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else {}
+    torch.testing.assert_close(out, ref_out, **tol)
+    for a, b in zip(state, ref_state):
+        torch.testing.assert_close(a, b, **tol)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad((out * g).sum() + state[-1].sum(), inputs)
+    ref_grads = torch.autograd.grad((ref_out * g).sum() + ref_state[-1].sum(), inputs)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("activation", ALL)
+def test_float32_fast_math_matches_float64(activation):
+    """float32 runs inline polynomial exp/tanh/erf: checked against float64 libm over
+    pre-activations up to |20|, where saturation and the polynomial switch-over live."""
+    acts = names(CellActivations(activation, cell_activation="tanh"))
+    x, (w_ih, w_hh, b_ih, b_hh), h0, c0 = make_inputs("lstm", batch=4, steps=6, inp=8, seed=5)
+    x = (x * 10).detach().requires_grad_()
+    results = {}
+    for dtype in (torch.float32, torch.float64):
+        leaves = [t.detach().to(dtype).requires_grad_() for t in (x, w_ih, w_hh, b_hh, h0, c0)]
+        xx, wi, wh, bh, hh, cc = leaves
+        out, state = recurrence(
+            "lstm", acts, xx @ wi.t(), wh, bh, hh, cc, torch.full((4,), 6), b_ih.to(dtype)
+        )
+        grads = torch.autograd.grad(out.sum() + state[1].sum(), leaves)
+        results[dtype] = [out, *state, *grads]
+    for a, b in zip(results[torch.float32], results[torch.float64]):
+        torch.testing.assert_close(a.double(), b, atol=2e-5, rtol=1e-4)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.nn.cells import (
@@ -62,16 +61,17 @@ def run_direction(
 ) -> tuple[torch.Tensor, State]:
     """Run one direction with the project's kernel. x: (B, T, I) -> (B, T, H), state.
 
-    The input projection of every step is one matrix product here (autograd's linear
-    backward then gives dW_ih and dX as single products too); the kernel runs the loop.
+    The input projection of every step is one matrix product here (autograd's matmul
+    backward then gives dW_ih and dX as single products too); the kernel runs the loop
+    and adds both biases in its elementwise pass.
     """
     w_ih, w_hh, b_ih, b_hh = weights
     if state is None:
         state = initial_state(cell, x.shape[0], w_hh.shape[1], x)
-    gx = F.linear(x, w_ih, b_ih)
+    gx = torch.matmul(x, w_ih.t())
     names = (acts.activation, acts.cell_activation or acts.activation, acts.gate_activation)
     c0 = state[1] if cell == "lstm" else None
-    return recurrence(cell, names, gx, w_hh, b_hh, state[0], c0, lengths)
+    return recurrence(cell, names, gx, w_hh, b_hh, state[0], c0, lengths, b_ih)
 
 
 class RecurrentLayer(nn.Module):

@@ -1,9 +1,11 @@
 """Fast recurrent kernels: one layer's time loop with a hand-written backward.
 
-``recurrence(cell, acts, gx, w_hh, b_hh, h0, c0, lengths)`` runs the loop of an Elman,
-LSTM or GRU layer for any registered activation. ``gx = x W_ih^T + b_ih`` for all steps
-is computed by the caller as one matrix product, so autograd's own linear backward
-gives dW_ih = dGates^T X and dX = dGates W_ih as single large products. Inside, one
+``recurrence(cell, acts, gx, w_hh, b_hh, h0, c0, lengths, b_ih)`` runs the loop of an
+Elman, LSTM or GRU layer for any registered activation. ``gx = x W_ih^T`` for all steps
+is computed by the caller as one matrix product, so autograd's own matmul backward
+gives dW_ih = dGates^T X and dX = dGates W_ih as single large products; the biases are
+added inside the loop's elementwise pass (a bias in that matmul would cost a full-size
+broadcast copy). Inside, one
 matmul per step does the recurrence, and the backward (an ``autograd.Function``, not
 a per-step graph) finishes with dW_hh = dGates^T H_prev as ONE matmul.
 
@@ -78,21 +80,22 @@ def reset_backend() -> None:
 
 
 class Recurrence(torch.autograd.Function):
-    """(gx, W_hh, b_hh, h0, c0) -> (out, h_T, c_T) with the hand-written backward."""
+    """(gx, W_hh, b_ih, b_hh, h0, c0) -> (out, h_T, c_T) with the hand-written backward."""
 
     @staticmethod
-    def forward(ctx, gx, w_hh, b_hh, h0, c0, lengths, cell, acts, backend):
-        save = any(ctx.needs_input_grad[:5])
+    def forward(ctx, gx, w_hh, b_ih, b_hh, h0, c0, lengths, cell, acts, backend):
+        save = any(ctx.needs_input_grad[:6])
         lstm = cell == "lstm"
         if backend == "cpp":
             codes = [KERNEL_CODES[a] for a in acts]
             c_in = c0 if lstm else gx.new_empty(0)
             out, h, c, pre, c_all, hn_all = torch.ops.rnnlab_kernels.rec_forward(
-                gx.contiguous(), w_hh, b_hh, h0, c_in, lengths, CELL_CODES[cell], *codes, save
-            )
+                gx.contiguous(), w_hh, b_ih, b_hh, h0, c_in, lengths, CELL_CODES[cell], *codes,
+                save,
+            )  # fmt: skip
         else:
             out, h, c, pre, c_all, hn_all = reference.forward(
-                cell, acts, gx, w_hh, b_hh, h0, c0 if lstm else None, lengths, save
+                cell, acts, gx + b_ih, w_hh, b_hh, h0, c0 if lstm else None, lengths, save
             )
         if save:
             c_saved = c0 if lstm else gx.new_empty(0)
@@ -110,7 +113,7 @@ class Recurrence(torch.autograd.Function):
         if ctx.backend == "cpp":
             codes = [KERNEL_CODES[a] for a in acts]
             g_c = grad_c if lstm else out.new_empty(0)
-            dgx, dw, db, dh0, dc0 = torch.ops.rnnlab_kernels.rec_backward(
+            dgx, dw, db_ih, db, dh0, dc0 = torch.ops.rnnlab_kernels.rec_backward(
                 grad_out, grad_h, g_c, w_hh, h0, c0, out, pre, c_all, hn_all, lengths,
                 CELL_CODES[cell], *codes,
             )  # fmt: skip
@@ -119,7 +122,9 @@ class Recurrence(torch.autograd.Function):
                 cell, acts, grad_out, grad_h, grad_c if lstm else None, w_hh, h0,
                 c0 if lstm else None, out, pre, c_all, hn_all, lengths,
             )  # fmt: skip
-        return dgx, dw, db, dh0, (dc0 if lstm else None), None, None, None, None
+            db_ih = dgx.sum((0, 1))
+        dc0 = dc0 if lstm else None
+        return dgx, dw, db_ih, db, dh0, dc0, None, None, None, None
 
 
 def recurrence(
@@ -131,17 +136,21 @@ def recurrence(
     h0: torch.Tensor,
     c0: torch.Tensor | None,
     lengths: torch.Tensor,
+    b_ih: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Run one direction. gx (B, T, G*H), lengths (B,) -> out (B, T, H), state tuple.
 
-    ``acts`` = (activation, cell_activation, gate_activation) names. Outputs at padded
-    steps are zero and the state stops at each sequence's last valid step.
+    ``acts`` = (activation, cell_activation, gate_activation) names. ``gx`` is
+    ``x W_ih^T``, plus ``b_ih`` unless that is passed separately (faster). Outputs at
+    padded steps are zero and the state stops at each sequence's last valid step.
     """
     backend = backend_for(gx)
     lengths = lengths.to("cpu" if backend == "cpp" else gx.device, torch.long)
     if c0 is None:
         c0 = h0.new_empty(0)
-    out, h, c = Recurrence.apply(gx, w_hh, b_hh, h0, c0, lengths, cell, acts, backend)
+    if b_ih is None:
+        b_ih = b_hh.new_zeros(b_hh.shape)
+    out, h, c = Recurrence.apply(gx, w_hh, b_ih, b_hh, h0, c0, lengths, cell, acts, backend)
     return out, ((h, c) if cell == "lstm" else (h,))
 
 
