@@ -195,7 +195,7 @@ struct StepMatmul {
   void operator()(const T* x, int64_t ldx, int64_t n, T beta, T* c, int64_t ldc) const {
     if (n <= 0) return;
     if constexpr (std::is_same_v<T, float>) {
-      if (packed.defined()) {
+      if (packed.defined() && ldx <= INT32_MAX && ldc <= INT32_MAX) {  // LP64 ints
         const char ta = 'P', tb = 'N';
         const int nn = static_cast<int>(n), ldb = static_cast<int>(ldx);
         const int ldcc = static_cast<int>(ldc), lda = transposed ? k : m;
