@@ -226,3 +226,34 @@ def test_backends_agree_float32_larger(monkeypatch):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     for u, v in zip(ga, gb, strict=True):
         torch.testing.assert_close(u, v, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_row_blocks_on_two_threads_match_reference(monkeypatch, cell, dtype):
+    """B=21 on 2 threads: the C++ loop runs two row blocks (10 + 11 rows) without barriers,
+    float32 through the packed GEMM, float64 through at::mm; ragged lengths, dropout."""
+    monkeypatch.setenv("RNNLAB_KERNEL", "cpp")
+    kernels.reset_backend()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        stack = make_stack(cell, "gelu", 3, hidden=8, inp=5, dropout=0.3).to(dtype).train()
+        direction = stack.directions[0]
+        g = torch.Generator().manual_seed(7)
+        x = torch.randn(21, 9, 5, generator=g, dtype=dtype).requires_grad_()
+        lengths = torch.randint(1, 10, (21,), generator=g)
+        masks = direction.drop_masks(x, stack.dropout)
+        out, states = direction(x, lengths, stack.dropout, masks)
+        ref_out, ref_states = direction._reference_forward(x, lengths, stack.dropout, masks)
+        tol = TIGHT if dtype == F64 else {"atol": 2e-5, "rtol": 1e-4}
+        torch.testing.assert_close(out, ref_out, **tol)
+        inputs = [x, *direction.parameters()]
+        w = torch.randn_like(out)
+        grads = torch.autograd.grad(loss_of(out, states, w), inputs)
+        ref = torch.autograd.grad(loss_of(ref_out, ref_states, w), inputs)
+        for a, b in zip(grads, ref, strict=True):
+            torch.testing.assert_close(a, b, **tol)
+    finally:
+        torch.set_num_threads(threads)
+        kernels.reset_backend()

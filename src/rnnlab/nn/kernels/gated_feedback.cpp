@@ -19,12 +19,29 @@
 // feedback terms), one for the layer input (j >= 1), and per source one for the own
 // gates plus one for all reset gates. Weight gradients are large matmuls over the
 // saved (T*B)-row tensors after the loop. Padded steps keep the state and emit zeros.
+// As in recurrence.cpp: batch rows are independent recurrences, so the time loop runs
+// on per-thread row blocks with no barrier between steps, and each per-step product
+// uses a weight packed once per call (MKL packed GEMM, float32) where available.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
+
+// MKL's packed GEMM (Fortran interface, LP64); weak, so null on builds without it.
+extern "C" {
+__attribute__((weak)) size_t sgemm_pack_get_size_(const char*, const int*, const int*,
+                                                  const int*);
+__attribute__((weak)) void sgemm_pack_(const char*, const char*, const int*, const int*,
+                                       const int*, const float*, const float*, const int*,
+                                       float*);
+__attribute__((weak)) void sgemm_compute_(const char*, const char*, const int*, const int*,
+                                          const int*, const float*, const int*, const float*,
+                                          const int*, const float*, float*, const int*);
+}
 
 namespace {
 
@@ -112,11 +129,87 @@ struct Dims {
   int64_t block_of(int64_t q) const { return q < kc ? q : q + 1; }
 };
 
-int64_t grain_for(int64_t row_work) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(row_work, 1));
+at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()); }
+
+// A per-step product with a weight W (rows x cols, row-major) fixed for the loop:
+// C[n x m] = beta * C + X[n x k] * M[k x m], M = W^T (transpose) or W. X and C are row
+// blocks of larger buffers (row strides ldx, ldc). float32 with MKL: W packed once,
+// sgemm_compute per step (read-only, so row-block threads share it); else at::mm.
+// (The same helper as recurrence.cpp's, kept private to this translation unit.)
+template <typename T>
+struct StepMatmul {
+  at::Tensor w, packed;
+  bool transposed = false;
+  int m = 0, k = 0;
+
+  StepMatmul() = default;
+  StepMatmul(const at::Tensor& weight, bool transpose, int64_t max_n)
+      : w(weight.contiguous()), transposed(transpose) {
+    m = static_cast<int>(transpose ? w.size(0) : w.size(1));
+    k = static_cast<int>(transpose ? w.size(1) : w.size(0));
+    if constexpr (std::is_same_v<T, float>) {
+      if (sgemm_pack_get_size_ && sgemm_pack_ && sgemm_compute_ && m > 0 && k > 0) {
+        const int n = static_cast<int>(std::max<int64_t>(max_n, 1));
+        const char id = 'A', tr = transpose ? 'T' : 'N';
+        const int ld = transpose ? k : m;
+        const float one = 1.0f;
+        const size_t bytes = sgemm_pack_get_size_(&id, &m, &n, &k);
+        packed = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, w.options());
+        sgemm_pack_(&id, &tr, &m, &n, &k, &one, w.data_ptr<float>(), &ld,
+                    packed.data_ptr<float>());
+      }
+    }
+  }
+
+  void operator()(const T* x, int64_t ldx, int64_t n, T beta, T* c, int64_t ldc) const {
+    if (n <= 0 || m <= 0) return;
+    if (k <= 0) {
+      if (beta == T(0))
+        for (int64_t r = 0; r < n; ++r) std::fill(c + r * ldc, c + r * ldc + m, T(0));
+      return;
+    }
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed.defined()) {
+        const char ta = 'P', tb = 'N';
+        const int nn = static_cast<int>(n), ldb = static_cast<int>(ldx);
+        const int ldcc = static_cast<int>(ldc), lda = transposed ? k : m;
+        sgemm_compute_(&ta, &tb, &m, &nn, &k, packed.data_ptr<float>(), &lda, x, &ldb, &beta,
+                       c, &ldcc);
+        return;
+      }
+    }
+    auto opts = w.options();
+    const at::Tensor xv = at::from_blob(const_cast<T*>(x), {n, k}, {ldx, 1}, opts);
+    at::Tensor cv = at::from_blob(c, {n, m}, {ldc, 1}, opts);
+    const at::Tensor mat = transposed ? w.t() : w;
+    if (beta == T(0)) {
+      at::mm_out(cv, xv, mat);
+    } else {
+      cv.addmm_(xv, mat);
+    }
+  }
+};
+
+// Fewer than this many rows per thread make the per-step products too thin: then one
+// block runs on the calling thread and each product uses all threads itself.
+constexpr int64_t kMinBlockRows = 8;
+
+int64_t row_blocks(int64_t B) {
+  if (at::in_parallel_region()) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / kMinBlockRows));
 }
 
-at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()); }
+template <typename F>
+void over_row_blocks(int64_t B, int64_t blocks, const F& fn) {
+  if (blocks == 1) {
+    fn(0, B);
+    return;
+  }
+  at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
+    at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads start with it on
+    for (int64_t k = k0; k < k1; ++k) fn(k * B / blocks, (k + 1) * B / blocks);
+  });
+}
 
 template <typename T>
 inline T sigm(T v) {
@@ -137,9 +230,12 @@ void forward_loop(const Dims& d, const at::Tensor& gx0, const at::Tensor& w_in,
   at::Tensor ubuf = at::empty({B, H}, opts);
   at::Tensor tmp = at::empty({B, 5 * H + L}, opts);
   const T* gx_p = gx0.data_ptr<T>();
-  const T* s_p = sbuf.data_ptr<T>();
-  const T* a_p = abuf.data_ptr<T>();
+  T* s_p = sbuf.data_ptr<T>();
+  T* a_p = abuf.data_ptr<T>();
+  T* u_p = ubuf.data_ptr<T>();
   const T* brec_p = b_rec.data_ptr<T>();
+  const T* bin_p = L > 1 ? b_in.data_ptr<T>() : nullptr;
+  const T* drop_p = has_drop ? drop.data_ptr<T>() : nullptr;
   T* out_p = out.data_ptr<T>();
   T* hs_p = hs.data_ptr<T>();
   T* c_p = cell == LSTM ? cs.data_ptr<T>() : nullptr;
@@ -147,31 +243,41 @@ void forward_loop(const Dims& d, const at::Tensor& gx0, const at::Tensor& w_in,
   T* cand_p = cell == GRU ? cand_all.data_ptr<T>() : nullptr;
   T* g_p = gsave.data_ptr<T>();
   T* tmp_p = tmp.data_ptr<T>();
-  const int64_t grain = grain_for(GH + L * H);
-  std::vector<at::Tensor> w_rec_t, w_in_t;
-  for (int64_t i = 0; i < L; ++i) w_rec_t.push_back(w_rec.select(0, i).t());
-  for (int64_t j = 1; j < L; ++j) w_in_t.push_back(w_in.select(0, j - 1).t());
+  const int64_t blocks = row_blocks(B);
+  const int64_t max_n = (B + blocks - 1) / blocks;
+  std::vector<StepMatmul<T>> rec, inp;
+  for (int64_t i = 0; i < L; ++i) rec.emplace_back(w_rec.select(0, i), true, max_n);
+  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), true, max_n);
 
+  over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
+  const int64_t nr = r1 - r0;
   for (int64_t t = 0; t < S; ++t) {
     const int64_t ts = save ? t : 0;
-    for (int64_t i = 0; i < L; ++i) {
-      at::Tensor s_i = sbuf.select(0, i);
-      at::mm_out(s_i, hs.select(0, i).select(0, t), w_rec_t[i]);
-    }
+    for (int64_t i = 0; i < L; ++i)
+      rec[i](hs_p + ((i * (S + 1) + t) * B + r0) * H, H, nr, T(0), s_p + (i * B + r0) * N, N);
     for (int64_t j = 0; j < L; ++j) {
       const T* A = gx_p + t * B * GW;
       if (j > 0) {
-        at::Tensor u = hs.select(0, j - 1).select(0, t + 1);
-        if (has_drop) {
-          at::mul_out(ubuf, u, drop.select(0, j - 1).select(0, t));
-          u = ubuf;
+        const T* u = hs_p + (((j - 1) * (S + 1) + t + 1) * B + r0) * H;
+        if (drop_p) {
+          const T* __restrict__ m = drop_p + (((j - 1) * S + t) * B + r0) * H;
+          T* __restrict__ ub = u_p + r0 * H;
+#pragma omp simd
+          for (int64_t k = 0; k < nr * H; ++k) ub[k] = m[k] * u[k];
+          u = ub;
         }
-        at::addmm_out(abuf, b_in.select(0, j - 1), u, w_in_t[j - 1]);
+        inp[j - 1](u, H, nr, T(0), a_p + r0 * GW, GW);
+        const T* __restrict__ bias = bin_p + (j - 1) * GW;
+        for (int64_t b = r0; b < r1; ++b) {
+          T* __restrict__ ab = a_p + b * GW;
+#pragma omp simd
+          for (int64_t k = 0; k < GW; ++k) ab[k] += bias[k];
+        }
         A = a_p;
       }
       const T* brec = brec_p + j * GH;
-      at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
+      {
+        for (int64_t b = r0; b < r1; ++b) {
           T* __restrict__ hn = hs_p + ((j * (S + 1) + t + 1) * B + b) * H;
           const T* __restrict__ ho = hn - B * H;
           T* __restrict__ cn = c_p ? c_p + ((j * (S + 1) + t + 1) * B + b) * H : nullptr;
@@ -243,9 +349,10 @@ void forward_loop(const Dims& d, const at::Tensor& gx0, const at::Tensor& w_in,
           }
           if (j == L - 1) std::copy(hn, hn + H, out_p + (t * B + b) * H);
         }
-      });
+      }
     }
   }
+  });
 }
 
 // Returns {out (T,B,H), hs (L,T+1,B,H), c (L,T+1,B,H) or empty, pre (L,T,B,GH),
@@ -317,27 +424,34 @@ void backward_loop(const Dims& d, const at::Tensor& go, const at::Tensor& w_in,
   const T* cand_p = cell == GRU ? cand_all.data_ptr<T>() : nullptr;
   const T* g_p = gsave.data_ptr<T>();
   const T* drop_p = has_drop ? drop.data_ptr<T>() : nullptr;
-  const T* q_p = Q.data_ptr<T>();
-  const T* du_p = du.data_ptr<T>();
+  T* q_p = Q.data_ptr<T>();
+  T* du_p = du.data_ptr<T>();
   T* dC_p = cell == LSTM ? dC.data_ptr<T>() : nullptr;
   T* DG_p = DG.data_ptr<T>();
   T* DA_p = DA.data_ptr<T>();
   T* DC_p = cell == GRU ? DC.data_ptr<T>() : nullptr;
   T* tmp_p = tmp.data_ptr<T>();
-  const int64_t grain = grain_for(2 * GH + LH);
   const int64_t ldg = DG.size(2);
-  std::vector<at::Tensor> w_gates;
-  for (int64_t i = 0; i < L; ++i) w_gates.push_back(w_rec.select(0, i).narrow(0, 0, NG));
+  const int64_t blocks = row_blocks(B);
+  const int64_t max_n = (B + blocks - 1) / blocks;
+  std::vector<StepMatmul<T>> fb, inp, gates;
+  for (int64_t j = 0; j < L; ++j) fb.emplace_back(F.select(0, j), false, max_n);
+  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), false, max_n);
+  if (NG > 0)
+    for (int64_t i = 0; i < L; ++i) gates.emplace_back(w_rec.select(0, i).narrow(0, 0, NG), false, max_n);
+  const StepMatmul<T> resets(GHM, false, max_n);
 
+  over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
+  const int64_t nr = r1 - r0;
+  T* dH_p = dH.data_ptr<T>();  // this block's rows of both buffers; swapped every step
+  T* dHp_p = dHp.data_ptr<T>();
   for (int64_t t = S - 1; t >= 0; --t) {
-    T* dH_p = dH.data_ptr<T>();
-    T* dHp_p = dHp.data_ptr<T>();
-    dHp.zero_();
+    std::fill(dHp_p + r0 * LH, dHp_p + r1 * LH, T(0));
     for (int64_t j = L - 1; j >= 0; --j) {
       T* D_p = D[j].data_ptr<T>();
       // (1) the cell: d(pre-activations), d(candidate), the direct carry.
-      at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
+      {
+        for (int64_t b = r0; b < r1; ++b) {
           T* __restrict__ dh = dH_p + b * LH + j * H;
           T* __restrict__ dhp = dHp_p + b * LH + j * H;
           T* __restrict__ Dj = D_p + (t * B + b) * GW;
@@ -414,13 +528,15 @@ void backward_loop(const Dims& d, const at::Tensor& go, const at::Tensor& w_in,
             std::copy(Dj, Dj + 2 * H, dgate);
           }
         }
-      });
+      }
       // (2) feedback: Q = dcand_j [U^{0->j} | ... ], one product for all sources.
-      const at::Tensor dcand_j = cell == GRU ? DC.select(0, j).select(0, t)
-                                             : D[j].select(0, t).narrow(1, d.kc * H, H);
-      at::mm_out(Q, dcand_j, F.select(0, j));
-      at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
+      if (cell == GRU) {
+        fb[j](DC_p + ((j * S + t) * B + r0) * H, H, nr, T(0), q_p + r0 * LH, LH);
+      } else {
+        fb[j](D_p + (t * B + r0) * GW + d.kc * H, GW, nr, T(0), q_p + r0 * LH, LH);
+      }
+      {
+        for (int64_t b = r0; b < r1; ++b) {
           T* __restrict__ Dj = D_p + (t * B + b) * GW;
           T* __restrict__ da = DA_p + b * L * L + j * L;
           if (t >= Lb[b]) {
@@ -443,12 +559,12 @@ void backward_loop(const Dims& d, const at::Tensor& go, const at::Tensor& w_in,
             Dj[GH + i] = da[i];
           }
         }
-      });
+      }
       // (3) layer input u^j = drop * h^{j-1}_t: one product for W_ih_j and gate_u_j.
       if (j > 0) {
-        at::mm_out(du, D[j].select(0, t), w_in.select(0, j - 1));
-        at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-          for (int64_t b = b0; b < b1; ++b) {
+        inp[j - 1](D_p + (t * B + r0) * GW, GW, nr, T(0), du_p + r0 * H, H);
+        {
+          for (int64_t b = r0; b < r1; ++b) {
             if (t >= Lb[b]) continue;
             T* __restrict__ dh = dH_p + b * LH + (j - 1) * H;
             const T* __restrict__ db = du_p + b * H;
@@ -461,19 +577,16 @@ void backward_loop(const Dims& d, const at::Tensor& go, const at::Tensor& w_in,
               for (int64_t k = 0; k < H; ++k) dh[k] += db[k];
             }
           }
-        });
+        }
       }
     }
     // (4) own gates per source layer, then all reset gates in one product.
-    if (NG > 0) {
-      for (int64_t i = 0; i < L; ++i) {
-        at::Tensor dst = dHp.narrow(1, i * H, H);
-        dst.addmm_(DG.select(0, i), w_gates[i]);
-      }
-    }
-    dHp.addmm_(DA, GHM);
-    std::swap(dH, dHp);
+    for (int64_t i = 0; i < static_cast<int64_t>(gates.size()); ++i)
+      gates[i](DG_p + (i * B + r0) * ldg, ldg, nr, T(1), dHp_p + r0 * LH + i * H, LH);
+    resets(DA_p + r0 * L * L, L * L, nr, T(1), dHp_p + r0 * LH, LH);
+    std::swap(dH_p, dHp_p);
   }
+  });
 }
 
 // Returns {d_gx0 (T,B,GW), d_w_in, d_b_in, d_w_rec, d_b_rec}.
