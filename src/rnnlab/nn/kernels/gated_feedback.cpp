@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -135,7 +136,17 @@ at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()
 // C[n x m] = beta * C + X[n x k] * M[k x m], M = W^T (transpose) or W. X and C are row
 // blocks of larger buffers (row strides ldx, ldc). float32 with MKL: W packed once,
 // sgemm_compute per step (read-only, so row-block threads share it); else at::mm.
-// (The same helper as recurrence.cpp's, kept private to this translation unit.)
+// (recurrence.cpp's helper, kept private to this translation unit, plus a budget.)
+//
+// Memory: MKL's packed buffer costs ~7.5 MiB on top of the weight whatever its size,
+// and this kernel has 2L-1 (forward) and 3L (backward) step weights. Packing all of
+// them would push a training step's peak above the autograd loop's, so packs draw on
+// a byte budget (a fraction of the activations the loop saves anyway); weights beyond
+// it use at::mm (repacked per call: ~10-25% slower per product, no extra memory).
+struct PackBudget {
+  int64_t bytes;
+};
+
 template <typename T>
 struct StepMatmul {
   at::Tensor w, packed;
@@ -143,7 +154,7 @@ struct StepMatmul {
   int m = 0, k = 0;
 
   StepMatmul() = default;
-  StepMatmul(const at::Tensor& weight, bool transpose, int64_t max_n)
+  StepMatmul(const at::Tensor& weight, bool transpose, int64_t max_n, PackBudget& budget)
       : w(weight.contiguous()), transposed(transpose) {
     m = static_cast<int>(transpose ? w.size(0) : w.size(1));
     k = static_cast<int>(transpose ? w.size(1) : w.size(0));
@@ -154,6 +165,8 @@ struct StepMatmul {
         const int ld = transpose ? k : m;
         const float one = 1.0f;
         const size_t bytes = sgemm_pack_get_size_(&id, &m, &n, &k);
+        if (static_cast<int64_t>(bytes) > budget.bytes) return;
+        budget.bytes -= static_cast<int64_t>(bytes);
         packed = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, w.options());
         sgemm_pack_(&id, &tr, &m, &n, &k, &one, w.data_ptr<float>(), &ld,
                     packed.data_ptr<float>());
@@ -246,8 +259,12 @@ void forward_loop(const Dims& d, const at::Tensor& gx0, const at::Tensor& w_in,
   const int64_t blocks = row_blocks(B);
   const int64_t max_n = (B + blocks - 1) / blocks;
   std::vector<StepMatmul<T>> rec, inp;
-  for (int64_t i = 0; i < L; ++i) rec.emplace_back(w_rec.select(0, i), true, max_n);
-  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), true, max_n);
+  // Pack budget: half the saved activations in training (the forward then peaks
+  // about where the backward does); unlimited for inference, which saves nothing.
+  const int64_t saved = hs.nbytes() + cs.nbytes() + pre.nbytes() + cand_all.nbytes();
+  PackBudget budget{save ? saved / 2 : INT64_MAX};
+  for (int64_t i = 0; i < L; ++i) rec.emplace_back(w_rec.select(0, i), true, max_n, budget);
+  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), true, max_n, budget);
 
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
   const int64_t nr = r1 - r0;
@@ -435,11 +452,17 @@ void backward_loop(const Dims& d, const at::Tensor& go, const at::Tensor& w_in,
   const int64_t blocks = row_blocks(B);
   const int64_t max_n = (B + blocks - 1) / blocks;
   std::vector<StepMatmul<T>> fb, inp, gates;
-  for (int64_t j = 0; j < L; ++j) fb.emplace_back(F.select(0, j), false, max_n);
-  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), false, max_n);
+  // Pack budget: 15% of what the backward holds (saved activations and D); the
+  // largest step weights first. The reset-gate product (K = L*L) is never worth it.
+  int64_t held = hs.nbytes() + cs.nbytes() + pre.nbytes() + cand_all.nbytes() + DC.nbytes();
+  for (const auto& dj : D) held += dj.nbytes();
+  PackBudget budget{held * 3 / 20}, none{0};
+  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), false, max_n, budget);
   if (NG > 0)
-    for (int64_t i = 0; i < L; ++i) gates.emplace_back(w_rec.select(0, i).narrow(0, 0, NG), false, max_n);
-  const StepMatmul<T> resets(GHM, false, max_n);
+    for (int64_t i = 0; i < L; ++i)
+      gates.emplace_back(w_rec.select(0, i).narrow(0, 0, NG), false, max_n, budget);
+  for (int64_t j = 0; j < L; ++j) fb.emplace_back(F.select(0, j), false, max_n, budget);
+  const StepMatmul<T> resets(GHM, false, max_n, none);
 
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
   const int64_t nr = r1 - r0;
