@@ -185,3 +185,27 @@ def test_plot_is_rendered_first_then_at_most_every_plot_every_s_and_at_the_end(
     assert rendered == [1, 2]
     with pytest.raises(ValueError, match="callbacks.gradient_flow.plot_every_s=-1"):
         GradientFlow(dirpath=".", plot_every_s=-1)
+
+
+class _Logger:
+    def __init__(self):
+        self.logged = []
+
+    def log_metrics(self, metrics, step):
+        self.logged.append((step, metrics))
+
+
+def test_gradient_norms_are_logged_and_explosions_warned(caplog):
+    task, trainer = _task("lstm", "tanh"), _Trainer(_batch())
+    trainer.loggers, trainer.log_every_n_steps = [_Logger()], 50
+    task.loss_and_outputs(_batch())[0].backward()
+    for p in task.parameters():
+        p.grad.mul_(1e4)
+    expected = float(torch.cat([p.grad.flatten() for p in task.parameters()]).norm())
+    callback = GradientFlow(dirpath=".", explode_threshold=1.0)
+    with caplog.at_level("WARNING", logger="rnnlab.callbacks.gradient_flow"):
+        callback.on_before_optimizer_step(trainer, task, None)
+    ((step, norms),) = trainer.loggers[0].logged
+    assert step == 0 and norms["grad_norm/total"] == pytest.approx(expected, rel=1e-5)
+    assert set(norms) == {"grad_norm/total", "grad_norm/layer_0", "grad_norm/layer_1"}
+    assert "exploding gradients: total gradient norm" in caplog.text

@@ -201,12 +201,12 @@ class GradientFlow(Callback):
 
     # --- training-time gradient norms ------------------------------------------------
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        # The total norm is checked every step (one fused reduction); the per-layer
-        # norms are logged every n steps.
+        # The total norm is checked every step (one foreach reduction, as clipping does);
+        # the per-layer norms are logged every n steps.
         grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
         if not grads:
             return
-        total = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+        total = float(torch.nn.utils.get_total_norm(grads))
         exploded = not math.isfinite(total) or total > self.explode_threshold
         if exploded and self._warned_explode_epoch != trainer.current_epoch:
             self._warned_explode_epoch = trainer.current_epoch
