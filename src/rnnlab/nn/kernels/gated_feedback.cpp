@@ -22,95 +22,11 @@
 // As in recurrence.cpp: batch rows are independent recurrences, so the time loop runs
 // on per-thread row blocks with no barrier between steps, and each per-step product
 // uses a weight packed once per call (MKL packed GEMM, float32) where available.
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <type_traits>
-#include <vector>
-
-// MKL's packed GEMM (Fortran interface, LP64); weak, so null on builds without it.
-extern "C" {
-__attribute__((weak)) size_t sgemm_pack_get_size_(const char*, const int*, const int*,
-                                                  const int*);
-__attribute__((weak)) void sgemm_pack_(const char*, const char*, const int*, const int*,
-                                       const int*, const float*, const float*, const int*,
-                                       float*);
-__attribute__((weak)) void sgemm_compute_(const char*, const char*, const int*, const int*,
-                                          const int*, const float*, const int*, const float*,
-                                          const int*, const float*, float*, const int*);
-}
+#include "common.h"
 
 namespace {
-
-// Cell and activation codes: the same as recurrence.cpp and activations.KERNEL_CODES.
-enum Cell : int64_t { RNN = 0, LSTM = 1, GRU = 2 };
-enum Act : int64_t {
-  TANH = 0, RELU = 1, LEAKY_RELU = 2, ELU = 3, GELU = 4,
-  SILU = 5, SOFTSIGN = 6, HARDTANH = 7, SIGMOID = 8, HARD_SIGMOID = 9
-};
-
-#define GF_MAP(EXPR)                                       \
-  _Pragma("omp simd") for (int64_t k = 0; k < n; ++k) {    \
-    const T v = x[k];                                      \
-    y[k] = (EXPR);                                         \
-  }                                                        \
-  break;
-
-// y = f(x) elementwise (a private copy of recurrence.cpp's table: one translation unit
-// each, so the two kernels can evolve without a shared header).
-template <typename T>
-void act_fwd(int64_t a, const T* __restrict__ x, T* __restrict__ y, int64_t n) {
-  const T one = 1, zero = 0, half = 0.5;
-  switch (a) {
-    case TANH: GF_MAP(std::tanh(v))
-    case RELU: GF_MAP(v > zero ? v : zero)
-    case LEAKY_RELU: GF_MAP(v > zero ? v : T(0.01) * v)
-    case ELU: GF_MAP(v > zero ? v : std::exp(v) - one)
-    case GELU: GF_MAP(half * v * (one + std::erf(v * T(M_SQRT1_2))))
-    case SILU: GF_MAP(v / (one + std::exp(-v)))
-    case SOFTSIGN: GF_MAP(v / (one + std::abs(v)))
-    case HARDTANH: GF_MAP(v < -one ? -one : (v > one ? one : v))
-    case SIGMOID: GF_MAP(one / (one + std::exp(-v)))
-    case HARD_SIGMOID: {
-      GF_MAP(std::min(std::max(T(0.2) * v + half, zero), one))
-    }
-    default: TORCH_CHECK(false, "rnnlab gated-feedback kernel: unknown activation code ", a);
-  }
-}
-
-#define GF_GRAD(EXPR)                                      \
-  _Pragma("omp simd") for (int64_t k = 0; k < n; ++k) {    \
-    const T v = x[k];                                      \
-    g[k] = gy[k] * (EXPR);                                 \
-  }                                                        \
-  break;
-
-// g = gy * f'(x), x the pre-activation; g may alias gy.
-template <typename T>
-void act_bwd(int64_t a, const T* __restrict__ x, const T* gy, T* g, int64_t n) {
-  const T one = 1, zero = 0, half = 0.5;
-  switch (a) {
-    case TANH: GF_GRAD((one - std::tanh(v) * std::tanh(v)))
-    case RELU: GF_GRAD(v > zero ? one : zero)
-    case LEAKY_RELU: GF_GRAD(v > zero ? one : T(0.01))
-    case ELU: GF_GRAD(v > zero ? one : std::exp(v))
-    case GELU:
-      GF_GRAD(half * (one + std::erf(v * T(M_SQRT1_2))) +
-              v * std::exp(-half * v * v) * T(0.3989422804014327))
-    case SILU: {
-      GF_GRAD((one / (one + std::exp(-v))) * (one + v * (one - one / (one + std::exp(-v)))))
-    }
-    case SOFTSIGN: GF_GRAD(one / ((one + std::abs(v)) * (one + std::abs(v))))
-    case HARDTANH: GF_GRAD((v > -one && v < one) ? one : zero)
-    case SIGMOID: GF_GRAD((one / (one + std::exp(-v))) * (one - one / (one + std::exp(-v))))
-    case HARD_SIGMOID: GF_GRAD((v >= T(-2.5) && v <= T(2.5)) ? T(0.2) : zero)
-    default: TORCH_CHECK(false, "rnnlab gated-feedback kernel: unknown activation code ", a);
-  }
-}
 
 // Shapes shared by forward and backward.
 struct Dims {
@@ -130,103 +46,9 @@ struct Dims {
   int64_t block_of(int64_t q) const { return q < kc ? q : q + 1; }
 };
 
-at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()); }
-
-// A per-step product with a weight W (rows x cols, row-major) fixed for the loop:
-// C[n x m] = beta * C + X[n x k] * M[k x m], M = W^T (transpose) or W. X and C are row
-// blocks of larger buffers (row strides ldx, ldc). float32 with MKL: W packed once,
-// sgemm_compute per step (read-only, so row-block threads share it); else at::mm.
-// (recurrence.cpp's helper, kept private to this translation unit, plus a budget.)
-//
-// Memory: MKL's packed buffer costs ~7.5 MiB on top of the weight whatever its size,
-// and this kernel has 2L-1 (forward) and 3L (backward) step weights. Packing all of
-// them would push a training step's peak above the autograd loop's, so packs draw on
-// a byte budget (a fraction of the activations the loop saves anyway); weights beyond
-// it use at::mm (repacked per call: ~10-25% slower per product, no extra memory).
-struct PackBudget {
-  int64_t bytes;
-};
-
-template <typename T>
-struct StepMatmul {
-  at::Tensor w, packed;
-  bool transposed = false;
-  int m = 0, k = 0;
-
-  StepMatmul() = default;
-  StepMatmul(const at::Tensor& weight, bool transpose, int64_t max_n, PackBudget& budget)
-      : w(weight.contiguous()), transposed(transpose) {
-    m = static_cast<int>(transpose ? w.size(0) : w.size(1));
-    k = static_cast<int>(transpose ? w.size(1) : w.size(0));
-    if constexpr (std::is_same_v<T, float>) {
-      if (sgemm_pack_get_size_ && sgemm_pack_ && sgemm_compute_ && m > 0 && k > 0) {
-        const int n = static_cast<int>(std::max<int64_t>(max_n, 1));
-        const char id = 'A', tr = transpose ? 'T' : 'N';
-        const int ld = transpose ? k : m;
-        const float one = 1.0f;
-        const size_t bytes = sgemm_pack_get_size_(&id, &m, &n, &k);
-        if (static_cast<int64_t>(bytes) > budget.bytes) return;
-        budget.bytes -= static_cast<int64_t>(bytes);
-        packed = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, w.options());
-        sgemm_pack_(&id, &tr, &m, &n, &k, &one, w.data_ptr<float>(), &ld,
-                    packed.data_ptr<float>());
-      }
-    }
-  }
-
-  void operator()(const T* x, int64_t ldx, int64_t n, T beta, T* c, int64_t ldc) const {
-    if (n <= 0 || m <= 0) return;
-    if (k <= 0) {
-      if (beta == T(0))
-        for (int64_t r = 0; r < n; ++r) std::fill(c + r * ldc, c + r * ldc + m, T(0));
-      return;
-    }
-    if constexpr (std::is_same_v<T, float>) {
-      if (packed.defined()) {
-        const char ta = 'P', tb = 'N';
-        const int nn = static_cast<int>(n), ldb = static_cast<int>(ldx);
-        const int ldcc = static_cast<int>(ldc), lda = transposed ? k : m;
-        sgemm_compute_(&ta, &tb, &m, &nn, &k, packed.data_ptr<float>(), &lda, x, &ldb, &beta,
-                       c, &ldcc);
-        return;
-      }
-    }
-    auto opts = w.options();
-    const at::Tensor xv = at::from_blob(const_cast<T*>(x), {n, k}, {ldx, 1}, opts);
-    at::Tensor cv = at::from_blob(c, {n, m}, {ldc, 1}, opts);
-    const at::Tensor mat = transposed ? w.t() : w;
-    if (beta == T(0)) {
-      at::mm_out(cv, xv, mat);
-    } else {
-      cv.addmm_(xv, mat);
-    }
-  }
-};
-
-// Fewer than this many rows per thread make the per-step products too thin: then one
-// block runs on the calling thread and each product uses all threads itself.
-constexpr int64_t kMinBlockRows = 8;
-
-int64_t row_blocks(int64_t B) {
-  if (at::in_parallel_region()) return 1;
-  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / kMinBlockRows));
-}
-
-template <typename F>
-void over_row_blocks(int64_t B, int64_t blocks, const F& fn) {
-  if (blocks == 1) {
-    fn(0, B);
-    return;
-  }
-  at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
-    at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads start with it on
-    for (int64_t k = k0; k < k1; ++k) fn(k * B / blocks, (k + 1) * B / blocks);
-  });
-}
-
 template <typename T>
 inline T sigm(T v) {
-  return T(1) / (T(1) + std::exp(-v));
+  return T(1) / (T(1) + fm::exp<T>(-v));
 }
 
 template <typename T>
@@ -263,8 +85,8 @@ void forward_loop(const Dims& d, const at::Tensor& gx0, const at::Tensor& w_in,
   // about where the backward does); unlimited for inference, which saves nothing.
   const int64_t saved = hs.nbytes() + cs.nbytes() + pre.nbytes() + cand_all.nbytes();
   PackBudget budget{save ? saved / 2 : INT64_MAX};
-  for (int64_t i = 0; i < L; ++i) rec.emplace_back(w_rec.select(0, i), true, max_n, budget);
-  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), true, max_n, budget);
+  for (int64_t i = 0; i < L; ++i) rec.emplace_back(w_rec.select(0, i), true, max_n, &budget);
+  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), true, max_n, &budget);
 
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
   const int64_t nr = r1 - r0;
@@ -457,12 +279,12 @@ void backward_loop(const Dims& d, const at::Tensor& go, const at::Tensor& w_in,
   int64_t held = hs.nbytes() + cs.nbytes() + pre.nbytes() + cand_all.nbytes() + DC.nbytes();
   for (const auto& dj : D) held += dj.nbytes();
   PackBudget budget{held * 3 / 20}, none{0};
-  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), false, max_n, budget);
+  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), false, max_n, &budget);
   if (NG > 0)
     for (int64_t i = 0; i < L; ++i)
-      gates.emplace_back(w_rec.select(0, i).narrow(0, 0, NG), false, max_n, budget);
-  for (int64_t j = 0; j < L; ++j) fb.emplace_back(F.select(0, j), false, max_n, budget);
-  const StepMatmul<T> resets(GHM, false, max_n, none);
+      gates.emplace_back(w_rec.select(0, i).narrow(0, 0, NG), false, max_n, &budget);
+  for (int64_t j = 0; j < L; ++j) fb.emplace_back(F.select(0, j), false, max_n, &budget);
+  const StepMatmul<T> resets(GHM, false, max_n, &none);
 
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
   const int64_t nr = r1 - r0;
