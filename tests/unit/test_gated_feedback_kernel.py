@@ -12,20 +12,11 @@ import pytest
 import torch
 
 from rnnlab.nn import build_stack, kernels
-from rnnlab.nn.kernels import GatedFeedback, backend_for
+from rnnlab.nn.kernels import GatedFeedback
 from rnnlab.nn.kernels.gated_feedback import layout
 
 F64 = torch.float64
 TIGHT = {"atol": 1e-12, "rtol": 1e-10}
-
-
-@pytest.fixture(params=["cpp", "python"])
-def backend(request, monkeypatch):
-    monkeypatch.setenv("RNNLAB_KERNEL", request.param)
-    kernels.reset_backend()
-    assert backend_for(torch.zeros(1)) == request.param
-    yield request.param
-    kernels.reset_backend()
 
 
 def make_stack(cell, activation="tanh", layers=2, bidirectional=False, hidden=4, inp=3, **kw):

@@ -14,15 +14,6 @@ from rnnlab.nn.cells import NUM_GATES, CellActivations, cell_step
 from rnnlab.nn.kernels import Recurrence, backend_for, recurrence
 
 
-@pytest.fixture(params=["cpp", "python"])
-def backend(request, monkeypatch):
-    monkeypatch.setenv("RNNLAB_KERNEL", request.param)
-    kernels.reset_backend()
-    assert backend_for(torch.zeros(1)) == request.param
-    yield request.param
-    kernels.reset_backend()
-
-
 def reference_run(cell, acts, x, lengths, w_ih, w_hh, b_ih, b_hh, h0, c0):
     """Autograd through the reference cell math (cells.cell_step), masking padded steps."""
     gx = F.linear(x, w_ih, b_ih)
