@@ -32,9 +32,10 @@ the Timer) separates the callbacks' share from Lightning's own. A third run (2 e
 default callbacks) under Lightning's SimpleProfiler splits the cost: the fixed
 per-epoch costs (the gradient-flow probe, the checkpoint hooks with their writes) and
 the time of one training batch; the rest of the overhead is reported per training step.
-The hand-written loop runs in this process, median of 3 epochs after a warm-up epoch,
-measured before and after the rnnlab runs (the mean of both medians) to average out
-machine drift. Writes ``benchmarks/results/pipeline_overhead.json``.
+The hand-written loop runs in this process (median of 3 epochs after a warm-up epoch)
+before, between and after the two rnnlab runs; each rnnlab run is compared with the
+mean of the hand-written medians just before and after it, to follow machine drift.
+Writes ``benchmarks/results/pipeline_overhead.json``.
 """
 
 from __future__ import annotations
@@ -192,17 +193,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    before = hand_written_epochs(4)[1:]
+    # The hand-written loop runs before, between and after the two rnnlab runs; each rnnlab
+    # run is compared with the mean of the hand-written medians just before and after it.
+    hands = [hand_written_epochs(4)[1:]]
     epochs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for callbacks in ("default", "none"):
             epochs[callbacks] = rnnlab_epoch_seconds(EPOCHS, Path(tmp) / callbacks, callbacks)
+            hands.append(hand_written_epochs(4)[1:])
         actions = profiled_breakdown(Path(tmp) / "profiled")
-    after = hand_written_epochs(4)[1:]
-    hand_before = statistics.median(t for t, _ in before)
-    hand_after = statistics.median(t for t, _ in after)
-    hand = (hand_before + hand_after) / 2
-    hand_step = statistics.median(train for _, train in before + after) / TRAIN_STEPS
+    medians = [statistics.median(t for t, _ in h) for h in hands]
+    hand_default, hand_none = (medians[0] + medians[1]) / 2, (medians[1] + medians[2]) / 2
+    hand = statistics.mean(medians)
+    hand_step = statistics.median(train for h in hands for _, train in h) / TRAIN_STEPS
     per_epoch = statistics.median(epochs["default"])
     bare = statistics.median(epochs["none"])
 
@@ -214,15 +217,15 @@ def main() -> None:
     )
     saves = _action(actions, "save_checkpoint")
     fixed = {"gradient_flow_probe": probe, "checkpoint_hook": checkpoint}
-    rest_per_step = (per_epoch - hand - sum(fixed.values())) / TRAIN_STEPS
+    rest_per_step = (per_epoch - hand_default - sum(fixed.values())) / TRAIN_STEPS
     result = {
         "hand_written_s_per_epoch": round(hand, 3),
-        "hand_written_before_after": [round(hand_before, 3), round(hand_after, 3)],
+        "hand_written_before_between_after": [round(m, 3) for m in medians],
         "rnnlab_train_s_per_epoch": round(per_epoch, 3),
         "rnnlab_train_no_callbacks_s_per_epoch": round(bare, 3),
         "rnnlab_train_epochs_s": {k: [round(v, 3) for v in vs] for k, vs in epochs.items()},
-        "overhead_pct": round(100 * (per_epoch / hand - 1), 1),
-        "overhead_no_callbacks_pct": round(100 * (bare / hand - 1), 1),
+        "overhead_pct": round(100 * (per_epoch / hand_default - 1), 1),
+        "overhead_no_callbacks_pct": round(100 * (bare / hand_none - 1), 1),
         "breakdown": {
             "note": (
                 "from a 2-epoch default-callbacks run under SimpleProfiler; fixed costs "
