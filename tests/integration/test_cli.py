@@ -92,6 +92,7 @@ def test_unjoinable_widths_are_refused(tmp_path):
     assert "cannot join width 2 to width 8" in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_then_resume_from_last_checkpoint_then_evaluate(tmp_path):
     first = tmp_path / "first"
     run_cli("rnnlab.train", "trainer.max_epochs=1", f"hydra.run.dir={first}", *FAST)

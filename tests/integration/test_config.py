@@ -44,6 +44,7 @@ def test_config_groups_cover_the_registries():
     assert CONNS == sorted(CONNECTIONS)
 
 
+@pytest.mark.slow
 def test_full_product_instantiates(tmp_path):
     count = 0
     # the whole product on token data; feature data through every connection and cell

@@ -9,6 +9,7 @@ starts at sigmoid(0) = 0.5 and an untrained LSTM decays as fast as Elman.
 import json
 
 import matplotlib.image as mpimg
+import pytest
 
 from tests.helpers import FAST, run_cli
 
@@ -41,6 +42,7 @@ def _profile(tmp_path, *overrides):
     return {k: profile[T - 1 - k] / peak for k in (10, 50, 100, 199)}, log
 
 
+@pytest.mark.slow
 def test_elman_gradient_vanishes_while_lstm_stays_flatter(tmp_path):
     elman, elman_log = _profile(tmp_path, "model/cell=rnn", "model/activation=tanh")
     lstm, _ = _profile(tmp_path, "model/cell=lstm", "model.forget_bias=1.0")

@@ -7,11 +7,13 @@ dirs; the report writes a 4-row leaderboard and valid PNGs.
 import csv
 
 import matplotlib.image as mpimg
+import pytest
 
 from tests.helpers import FAST, run_cli
 from tests.wandb_records import run_file, summarize
 
 
+@pytest.mark.slow
 def test_report_of_a_real_activation_by_connection_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     run_cli(

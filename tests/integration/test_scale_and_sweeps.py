@@ -1,6 +1,7 @@
 """Scale and sweeps through the real CLI: DDP on 2 CPU processes (gloo), ddp_spawn
 inside a multirun, the joblib and submitit-local launchers, and an Optuna search."""
 
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -17,6 +18,7 @@ def _jobs(sweep):
     )
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_train_test_and_log_once(tmp_path):
     run_dir = tmp_path / "ddp"
     run_cli(
@@ -35,6 +37,7 @@ def test_ddp_two_cpu_processes_train_test_and_log_once(tmp_path):
     assert epochs == [0, 1]  # each epoch logged once, not once per rank
 
 
+@pytest.mark.slow
 def test_multirun_jobs_with_ddp_spawn(tmp_path):
     sweep = tmp_path / "spawn"
     run_cli(
@@ -56,6 +59,7 @@ def test_multirun_jobs_with_ddp_spawn(tmp_path):
         assert "val/acc_best" in read_metrics(job)["metrics"]
 
 
+@pytest.mark.slow
 def test_joblib_and_submitit_local_launchers(tmp_path):
     for launcher in ("parallel", "local"):
         sweep = tmp_path / launcher

@@ -16,6 +16,7 @@ from tests.helpers import FAST, ROOT
 from tests.wandb_records import run_file, summarize
 
 
+@pytest.mark.slow
 def test_train_without_wandb_account_logs_an_offline_run(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

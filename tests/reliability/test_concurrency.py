@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers import ROOT, run_cli
@@ -78,6 +79,7 @@ def test_two_sweeps_started_together_get_their_own_directories(tmp_path):
     assert len(losses) == 2, "each sweep wrote its own job's metrics"
 
 
+@pytest.mark.slow
 def test_jobs_of_one_parallel_sweep_share_its_directory(tmp_path):
     """joblib runs jobs in worker processes; they must still land in the sweep's dir
     (the pid is resolved once, by the launching process)."""

@@ -85,6 +85,7 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_same_command_resumes_to_identical_result(tmp_path):
     reference = tmp_path / "reference"
     run_cli("rnnlab.train", *ARGS, f"hydra.run.dir={reference}")

@@ -3,6 +3,7 @@ gives different ones. Every checkpoint a run writes loads with weights_only=True
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rnnlab.checkpoints import load_checkpoint
@@ -27,6 +28,7 @@ def _run(tmp_path, name: str, seed: int):
     return read_metrics(out), ckpts
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_different_seed_different_run(tmp_path):
     (r1, c1), (r2, c2), (r3, c3) = (
         _run(tmp_path, "a", 1),
