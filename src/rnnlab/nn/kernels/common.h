@@ -146,6 +146,45 @@ void act_bwd(int64_t a, const T* __restrict__ x, const T* gy, T* g, int64_t n) {
   }
 }
 
+#define RNNLAB_BOTH(Y, D)                                  \
+  _Pragma("omp simd") for (int64_t k = 0; k < n; ++k) {    \
+    const T v = x[k];                                      \
+    Y;                                                     \
+    D;                                                     \
+  }                                                        \
+  break;
+
+// y = f(x) and d = f'(x) in one pass: a backward that needs both (the gated cells)
+// evaluates each exp/tanh/erf once instead of twice (act_fwd, then act_bwd).
+template <typename T>
+void act_both(int64_t a, const T* __restrict__ x, T* __restrict__ y, T* __restrict__ d,
+              int64_t n) {
+  const T one = 1, zero = 0, half = 0.5;
+  switch (a) {
+    case TANH: RNNLAB_BOTH(const T t = fm::tanh<T>(v); y[k] = t, d[k] = one - t * t)
+    case RELU: RNNLAB_BOTH(y[k] = v > zero ? v : zero, d[k] = v > zero ? one : zero)
+    case LEAKY_RELU:
+      RNNLAB_BOTH(y[k] = v > zero ? v : T(0.01) * v, d[k] = v > zero ? one : T(0.01))
+    case ELU: RNNLAB_BOTH(const T e = fm::exp<T>(v); y[k] = v > zero ? v : e - one,
+                          d[k] = v > zero ? one : e)
+    case GELU:
+      RNNLAB_BOTH(const T c = half * (one + fm::erf<T>(v * T(M_SQRT1_2))); y[k] = v * c,
+                  d[k] = c + v * fm::exp<T>(-half * v * v) * T(0.3989422804014327))
+    case SILU: RNNLAB_BOTH(const T s = one / (one + fm::exp<T>(-v)); y[k] = v * s,
+                           d[k] = s * (one + v * (one - s)))
+    case SOFTSIGN: RNNLAB_BOTH(const T q = one / (one + std::abs(v)); y[k] = v * q,
+                               d[k] = q * q)
+    case HARDTANH: RNNLAB_BOTH(y[k] = v < -one ? -one : (v > one ? one : v),
+                               d[k] = (v > -one && v < one) ? one : zero)
+    case SIGMOID: RNNLAB_BOTH(const T s = one / (one + fm::exp<T>(-v)); y[k] = s,
+                              d[k] = s * (one - s))
+    case HARD_SIGMOID:
+      RNNLAB_BOTH(y[k] = std::min(std::max(T(0.2) * v + half, zero), one),
+                  d[k] = (v >= T(-2.5) && v <= T(2.5)) ? T(0.2) : zero)
+    default: TORCH_CHECK(false, "rnnlab kernel: unknown activation code ", a);
+  }
+}
+
 at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
 // A per-step product with a weight W (rows x cols, row-major) fixed for the loop:

@@ -47,7 +47,12 @@ void forward_loop(const at::Tensor& gx, at::Tensor& gh, at::Tensor& out, at::Ten
   T* hn_p = hn_all.numel() ? hn_all.data_ptr<T>() : nullptr;
   T* tmp_p = tmp.data_ptr<T>();
   const int64_t blocks = row_blocks(B);
-  const StepMatmul<T> recur(w_hh, /*transpose=*/true, (B + blocks - 1) / blocks);
+  // MKL's packed copy of W_hh costs ~8 MiB whatever the layer's size. In training, pack
+  // only when that is no more than the pre-activations the step saves anyway, so a small
+  // layer's training-step memory stays near nn.*'s (it then uses at::mm, ~10-25% slower
+  // per product); inference always packs.
+  PackBudget budget{save ? B * S * GH * static_cast<int64_t>(sizeof(T)) : INT64_MAX};
+  const StepMatmul<T> recur(w_hh, /*transpose=*/true, (B + blocks - 1) / blocks, &budget);
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
     for (int64_t t = 0; t < S; ++t) {
       recur(h_p + r0 * H, H, r1 - r0, T(0), gh_p + r0 * GH, GH);  // gh = h W_hh^T
@@ -158,7 +163,8 @@ void backward_loop(const at::Tensor& go, const at::Tensor& out, const at::Tensor
   T* dgx_p = dgx.data_ptr<T>();
   T* tmp_p = tmp.data_ptr<T>();
   const int64_t blocks = row_blocks(B);
-  const StepMatmul<T> recur(w_hh, /*transpose=*/false, (B + blocks - 1) / blocks);
+  PackBudget budget{B * S * GH * static_cast<int64_t>(sizeof(T))};  // as in the forward
+  const StepMatmul<T> recur(w_hh, /*transpose=*/false, (B + blocks - 1) / blocks, &budget);
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
     for (int64_t t = S - 1; t >= 0; --t) {
       // Each row leaves in dh the part of dh_{t-1} that bypasses W_hh (the carry: zero for
@@ -180,7 +186,7 @@ void backward_loop(const at::Tensor& go, const at::Tensor& out, const at::Tensor
           for (int64_t k = 0; k < H; ++k) dhb[k] += gob[k * gs2];
         }
         const T* __restrict__ p = pre_p + bt * GH;
-        T* __restrict__ q = tmp_p + b * 6 * H;
+        T* __restrict__ q = tmp_p + b * 11 * H;
         if (cell == RNN) {
           act_bwd<T>(phi, p, dhb, dg, H);
           std::fill(dhb, dhb + H, T(0));
@@ -188,49 +194,43 @@ void backward_loop(const at::Tensor& go, const at::Tensor& out, const at::Tensor
           const T* __restrict__ cb = call_p + bt * H;
           const T* __restrict__ cprev = t ? call_p + (bt - 1) * H : c0_p + b * H;
           T* __restrict__ dcb = dc_p + b * H;
-          act_fwd<T>(sigma, p, q, 2 * H);
-          act_fwd<T>(phi, p + 2 * H, q + 2 * H, H);
-          act_fwd<T>(sigma, p + 3 * H, q + 3 * H, H);
-          T* __restrict__ tc = q + 4 * H;
-          T* __restrict__ u = q + 5 * H;
-          act_fwd<T>(phi_c, cb, tc, H);
-#pragma omp simd
-          for (int64_t k = 0; k < H; ++k) u[k] = dhb[k] * q[3 * H + k];
-          act_bwd<T>(phi_c, cb, u, u, H);
+          // Gate values and their derivatives in one pass each (q: i f g o, dq: i' f' g' o').
+          T* __restrict__ dq = q + 4 * H;
+          T* __restrict__ tc = q + 8 * H;
+          T* __restrict__ dtc = q + 9 * H;
+          act_both<T>(sigma, p, q, dq, 2 * H);
+          act_both<T>(phi, p + 2 * H, q + 2 * H, dq + 2 * H, H);
+          act_both<T>(sigma, p + 3 * H, q + 3 * H, dq + 3 * H, H);
+          act_both<T>(phi_c, cb, tc, dtc, H);
 #pragma omp simd
           for (int64_t k = 0; k < H; ++k) {
-            const T dct = dcb[k] + u[k];
-            dg[k] = dct * q[2 * H + k];
-            dg[H + k] = dct * cprev[k];
-            dg[2 * H + k] = dct * q[k];
-            dg[3 * H + k] = dhb[k] * tc[k];
+            const T dct = dcb[k] + dhb[k] * q[3 * H + k] * dtc[k];
+            dg[k] = dct * q[2 * H + k] * dq[k];
+            dg[H + k] = dct * cprev[k] * dq[H + k];
+            dg[2 * H + k] = dct * q[k] * dq[2 * H + k];
+            dg[3 * H + k] = dhb[k] * tc[k] * dq[3 * H + k];
             dcb[k] = dct * q[H + k];
             dhb[k] = T(0);
           }
-          act_bwd<T>(sigma, p, dg, dg, 2 * H);
-          act_bwd<T>(phi, p + 2 * H, dg + 2 * H, dg + 2 * H, H);
-          act_bwd<T>(sigma, p + 3 * H, dg + 3 * H, dg + 3 * H, H);
         } else {
           const T* __restrict__ hn = hn_p + bt * H;
           const T* __restrict__ hprev = t ? out_p + (bt - 1) * H : h0_p + b * H;
           T* __restrict__ dx = dgx_p + bt * GH;
-          act_fwd<T>(sigma, p, q, 2 * H);
-          act_fwd<T>(phi, p + 2 * H, q + 2 * H, H);
+          T* __restrict__ dq = q + 3 * H;  // q: r z n, dq: r' z' n'
+          act_both<T>(sigma, p, q, dq, 2 * H);
+          act_both<T>(phi, p + 2 * H, q + 2 * H, dq + 2 * H, H);
 #pragma omp simd
           for (int64_t k = 0; k < H; ++k) {
             const T z = q[H + k];
-            dx[2 * H + k] = dhb[k] * (T(1) - z);
-            dx[H + k] = dhb[k] * (hprev[k] - q[2 * H + k]);
+            const T dn = dhb[k] * (T(1) - z) * dq[2 * H + k];
+            dx[k] = dn * hn[k] * dq[k];
+            dx[H + k] = dhb[k] * (hprev[k] - q[2 * H + k]) * dq[H + k];
+            dx[2 * H + k] = dn;
+            dg[k] = dx[k];
+            dg[H + k] = dx[H + k];
+            dg[2 * H + k] = dn * q[k];
             dhb[k] = dhb[k] * z;
           }
-          act_bwd<T>(phi, p + 2 * H, dx + 2 * H, dx + 2 * H, H);
-#pragma omp simd
-          for (int64_t k = 0; k < H; ++k) {
-            dx[k] = dx[2 * H + k] * hn[k];
-            dg[2 * H + k] = dx[2 * H + k] * q[k];
-          }
-          act_bwd<T>(sigma, p, dx, dx, 2 * H);
-          std::copy(dx, dx + 2 * H, dg);
         }
       }
       // dh += dG_t W_hh for this block's rows (dG_t rows are S*GH apart in dgh).
@@ -255,7 +255,7 @@ std::vector<at::Tensor> rec_backward(const at::Tensor& grad_out, const at::Tenso
   at::Tensor dc = cell == LSTM ? grad_c.contiguous().clone() : empty0(out);
   at::Tensor dgh = at::empty({B, S, GH}, opts);
   at::Tensor dgx = cell == GRU ? at::empty({B, S, GH}, opts) : dgh;
-  at::Tensor tmp = at::empty({B, 6 * H}, opts);
+  at::Tensor tmp = at::empty({B, 11 * H}, opts);
   at::Tensor h0c = h0.contiguous();
   at::Tensor c0c = cell == LSTM ? c0.contiguous() : empty0(out);
   at::Tensor len = lengths.to(at::kLong).contiguous();
