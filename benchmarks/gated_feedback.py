@@ -26,11 +26,10 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler quiet (set b
 import argparse
 import json
 import platform
-import statistics
 
 import torch
 
-from benchmarks.run import RESULTS, Impl, peak_step_mb, time_once
+from benchmarks.run import RESULTS, Impl, measure
 from rnnlab.nn import build_stack
 from rnnlab.nn.kernels import backend_for
 
@@ -86,16 +85,7 @@ def run(shapes, layer_counts, cells, repeats: int, warmup: int) -> list[dict]:
                 impls = implementations(cell, layers, inp, hidden)
                 torch.manual_seed(1)
                 x = torch.randn(batch, steps, inp, requires_grad=True)
-                times = {k: {"fwd": [], "fwdbwd": []} for k in impls}
-                for _ in range(warmup):
-                    for fn in impls.values():
-                        time_once(fn, x, True)
-                for _ in range(repeats):  # interleaved: every impl sees the same machine
-                    for key, fn in impls.items():
-                        times[key]["fwd"].append(time_once(fn, x, False))
-                        times[key]["fwdbwd"].append(time_once(fn, x, True))
-                mems = {key: peak_step_mb(fn, x) for key, fn in impls.items()}
-                med = {k: {m: statistics.median(v[m]) for m in v} for k, v in times.items()}
+                med, mems = measure(impls, x, warmup, repeats)
                 plain = med[("nn_stack", "tanh")]
                 for (impl, act), t in med.items():
                     loop = med[("autograd_loop", act)] if impl != "nn_stack" else None

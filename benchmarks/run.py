@@ -107,6 +107,22 @@ def peak_step_mb(fn: Impl, x: torch.Tensor) -> float:
     return peak / 2**20
 
 
+def measure(impls: dict, x: torch.Tensor, warmup: int, repeats: int) -> tuple[dict, dict]:
+    """Median fwd / fwd+bwd ms of every impl, taking turns (every impl sees the same
+    machine state), after ``warmup`` rounds; and each impl's training-step peak MB."""
+    times = {k: {"fwd": [], "fwdbwd": []} for k in impls}
+    for _ in range(warmup):
+        for fn in impls.values():
+            time_once(fn, x, True)
+    for _ in range(repeats):
+        for key, fn in impls.items():
+            times[key]["fwd"].append(time_once(fn, x, False))
+            times[key]["fwdbwd"].append(time_once(fn, x, True))
+    mems = {key: peak_step_mb(fn, x) for key, fn in impls.items()}
+    med = {k: {m: statistics.median(v[m]) for m in v} for k, v in times.items()}
+    return med, mems
+
+
 def matmul_peak_gflops(repeats: int = 5) -> float:
     """Best float32 GFLOP/s of a 1024^3 matmul on this machine, right now."""
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
@@ -125,16 +141,7 @@ def run(shapes, repeats: int, warmup: int, peak: float) -> list[dict]:
         for cell in CELLS:
             impls = implementations(cell, inp, hidden)
             x = torch.randn(batch, steps, inp, requires_grad=True)
-            times = {k: {"fwd": [], "fwdbwd": []} for k in impls}
-            for _ in range(warmup):
-                for fn in impls.values():
-                    time_once(fn, x, True)
-            for _ in range(repeats):  # interleaved: every impl sees the same machine state
-                for key, fn in impls.items():
-                    times[key]["fwd"].append(time_once(fn, x, False))
-                    times[key]["fwdbwd"].append(time_once(fn, x, True))
-            mems = {key: peak_step_mb(fn, x) for key, fn in impls.items()}
-            med = {k: {m: statistics.median(v[m]) for m in v} for k, v in times.items()}
+            med, mems = measure(impls, x, warmup, repeats)
             base = med[("nn", "tanh")]
             naive = med[("naive_loop", "gelu")]
             flops = 2 * steps * batch * NUM_GATES[cell] * hidden * (inp + hidden)
