@@ -27,10 +27,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from rnnlab.nn.activations import KERNEL_CODES
-from rnnlab.nn.kernels import backend_for
+from rnnlab.nn.kernels import CELL_CODES, backend_for
 from rnnlab.nn.kernels import gated_feedback_torch as portable
 
-CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}
 layout = portable.layout
 
 
