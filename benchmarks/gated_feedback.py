@@ -25,11 +25,10 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler quiet (set b
 
 import argparse
 import json
-import platform
 
 import torch
 
-from benchmarks.run import RESULTS, Impl, measure
+from benchmarks.run import RESULTS, Impl, measure, run_meta
 from rnnlab.nn import build_stack
 from rnnlab.nn.kernels import backend_for
 
@@ -172,17 +171,8 @@ def main() -> None:
         records = merge(json.loads(path.read_text())["records"], records)
     else:
         records = merge([], records)
-    meta = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "kernel_backend": backend,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "command": "python -m benchmarks.gated_feedback",
-        "peak_mb_method": "torch.profiler CPU allocator events, one fwd+bwd, peak running total",
-    }
+    meta = run_meta(backend, args.repeats, args.warmup)
+    meta["command"] = "python -m benchmarks.gated_feedback"
     path.write_text(json.dumps({"meta": meta, "records": records}, indent=2))
     (RESULTS / "gated_feedback.md").write_text(
         f"`{meta['command']}` — torch {meta['torch']}, {meta['threads']} threads, "

@@ -176,6 +176,20 @@ def run(shapes, repeats: int, warmup: int, peak: float) -> list[dict]:
     return records
 
 
+def run_meta(backend: str, repeats: int, warmup: int) -> dict:
+    """What a results file records about the machine and method of its run."""
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "kernel_backend": backend,
+        "repeats": repeats,
+        "warmup": warmup,
+        "peak_mb_method": "torch.profiler CPU allocator events, one fwd+bwd, peak running total",
+    }
+
+
 def markdown(records: list[dict], peak: float) -> str:
     lines = [
         f"Speed ratios are nn.* time / this time (>1 = faster than nn.*); naive = naive "
@@ -211,18 +225,9 @@ def main() -> None:
     print(f"kernel backend: {backend}; float32 matmul peak {peak:.0f} GFLOP/s", flush=True)
     records = run(shapes, args.repeats, args.warmup, peak)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "kernel_backend": backend,
-        "matmul_peak_gflops": round(peak, 1),
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
-        "peak_mb_method": "torch.profiler CPU allocator events, one fwd+bwd, peak running total",
-    }
+    meta = run_meta(backend, args.repeats, args.warmup)
+    meta["matmul_peak_gflops"] = round(peak, 1)
+    meta["command"] = "python -m benchmarks.run" + (" --quick" if args.quick else "")
     (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "records": records}, indent=2))
     (RESULTS / "latest.md").write_text(
         f"`{meta['command']}` — torch {meta['torch']}, {meta['threads']} threads, "
