@@ -54,7 +54,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from rnnlab.data.synthetic import AddingDataModule
+from rnnlab.data.probes import AddingDataModule
 from rnnlab.nn import build_model
 
 RESULTS = Path(__file__).parent / "results"

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from rnnlab.data.processed import OutputError, atomic_write_bytes
+from rnnlab.errors import OutputError
+from rnnlab.io import atomic_write_bytes
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

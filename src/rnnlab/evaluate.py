@@ -18,8 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.checkpoints import load_checkpoint
+from rnnlab.compat import upgrade_targets
 from rnnlab.config import config_dir, register_resolvers
-from rnnlab.data.processed import atomic_write_bytes
+from rnnlab.io import atomic_write_bytes
 from rnnlab.plots import plot_confusion_matrix, plot_learning_curves
 from rnnlab.safety import check_targets
 from rnnlab.train import _floats, build_datamodule, build_task
@@ -34,7 +35,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_config = ckpt.get("hyper_parameters", {}).get("run_config")
     if not run_config:
         raise ValueError(f"{ckpt_path}: no rnnlab run config in the checkpoint's hyper_parameters")
-    run_cfg = OmegaConf.create(run_config)
+    run_cfg = OmegaConf.create(upgrade_targets(run_config, "checkpoint"))
     run_cfg.data = OmegaConf.merge(run_cfg.data, cfg.get("data") or {})
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(run_cfg.data)

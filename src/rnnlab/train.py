@@ -26,7 +26,7 @@ from rnnlab.config import (
     print_config_tree,
     register_resolvers,
 )
-from rnnlab.data.processed import atomic_write_bytes
+from rnnlab.io import atomic_write_bytes
 from rnnlab.loggers import (
     finish_wandb,
     log_classification_report,

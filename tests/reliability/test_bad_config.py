@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rnnlab.config import check_run_config, config_dir
-from rnnlab.data.datamodule import BucketBatchSampler
-from rnnlab.data.processed import DataError
+from rnnlab.data.sampling import BucketBatchSampler
+from rnnlab.errors import DataError
 from rnnlab.nn import build_stack
 from rnnlab.nn.model import ModelIO, build_model, check_model_config
 from tests.helpers import FAST, run_cli

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rnnlab.data.download import fetch, safe_extract
-from rnnlab.data.processed import DataError
+from rnnlab.errors import DataError
 from tests.helpers import ROOT
 
 PAYLOAD = os.urandom(1 << 20)  # 1 MiB

@@ -17,9 +17,10 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnlab.data.processed import DataError, write_processed
+from rnnlab.data.format import write_processed
 from rnnlab.data.speech import build_audio_folder
 from rnnlab.data.text import build_csv, normalise_text
+from rnnlab.errors import DataError
 
 # RNNLAB_FUZZ_EXAMPLES=500 for a longer hunt than the CI's
 FUZZ = settings(

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from rnnlab.checkpoints import AtomicCheckpointIO, check_output_dir
-from rnnlab.data.processed import OutputError, Split, atomic_write_bytes, write_processed
+from rnnlab.data.format import Split, write_processed
+from rnnlab.errors import OutputError
+from rnnlab.io import atomic_write_bytes
 from tests.helpers import FAST, run_cli
 
 
@@ -157,7 +159,8 @@ def test_processed_data_write_failure_keeps_previous_dataset(tmp_path, monkeypat
     assert sorted(after) == sorted(before), "no temp files left"
     assert after["val.pt"] == before["val.pt"] and after["meta.json"] == before["meta.json"]
     # train.pt was replaced before the failure: the old meta.json's checksum exposes it
-    from rnnlab.data.processed import DataError, ProcessedSequences
+    from rnnlab.data.format import ProcessedSequences
+    from rnnlab.errors import DataError
 
     with pytest.raises(DataError, match="sha256 does not match meta.json"):
         ProcessedSequences(tmp_path, "train")

@@ -124,7 +124,7 @@ def test_check_targets_accepts_the_project_and_configured_libraries():
         {
             "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True},
             "callbacks": [{"_target_": "lightning.pytorch.callbacks.EarlyStopping"}],
-            "data": {"_target_": "rnnlab.data.synthetic.AddingDataModule"},
+            "data": {"_target_": "rnnlab.data.probes.AddingDataModule"},
             "metric": {"_target_": "torchmetrics.Accuracy"},
         },
         "cfg",

@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 
-from rnnlab.data.datamodule import BucketBatchSampler, ProcessedDataModule
-from rnnlab.data.processed import DataError, Split, write_processed
+from rnnlab.data.datamodules import ProcessedDataModule
+from rnnlab.data.format import Split, write_processed
+from rnnlab.data.sampling import BucketBatchSampler
+from rnnlab.errors import DataError
 
 
 def fake_dataset(out_dir, n=(40, 10, 10), feats=3, ctc=False):

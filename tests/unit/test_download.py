@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rnnlab.data.download import fetch, safe_extract
-from rnnlab.data.processed import DataError
+from rnnlab.errors import DataError
 
 
 @dataclass

@@ -48,7 +48,7 @@ def write_job(
     (job / "csv").mkdir()
     config = {
         "model": {"cell": cell, "activation": activation, "connection": {"name": connection}},
-        "data": {"_target_": "rnnlab.data.synthetic.CopyDataModule", "seq_len": 12},
+        "data": {"_target_": "rnnlab.data.probes.CopyDataModule", "seq_len": 12},
         "task": {"name": "classification", "monitor": monitor, "mode": mode},
     }
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from rnnlab.data.processed import DataError, write_processed
+from rnnlab.data.format import write_processed
 from rnnlab.data.speech import (
     build_audio_folder,
     build_speech_commands,
@@ -23,6 +23,7 @@ from rnnlab.data.speech import (
     spec_augment,
 )
 from rnnlab.data.synth import SAMPLE_RATE, synthesize, synthesize_batch
+from rnnlab.errors import DataError
 
 SMALL = dict(
     voices=["en", "en-us"],

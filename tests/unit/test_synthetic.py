@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.data.synthetic import AddingDataModule, CopyDataModule, _to_batch
+from rnnlab.data.probes import AddingDataModule, CopyDataModule, _to_batch
 
 
 @pytest.mark.parametrize("cls", [AddingDataModule, CopyDataModule])

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab.data.processed import SPLITS, DataError, Split, write_processed
+from rnnlab.data.format import Split, write_processed
+from rnnlab.data.splits import SPLITS
 from rnnlab.data.text import (
     AG_NEWS_LABELS,
     build_ag_news,
@@ -29,6 +30,7 @@ from rnnlab.data.text import (
     read_conversations,
     train_tokenizer,
 )
+from rnnlab.errors import DataError
 
 from .test_download import serve_files
 

@@ -15,7 +15,6 @@ unpack it into (``../`` members, absolute paths, symlinks pointing elsewhere).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -30,7 +29,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from rnnlab.data.processed import DataError, sha256_file
+from rnnlab.errors import DataError
+from rnnlab.io import atomic_write_bytes, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,6 @@ _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 class _Incomplete(Exception):
     """The connection ended before Content-Length bytes arrived (resumable)."""
-
-
-def _digest(path: Path, algo: str) -> str:
-    if algo == "sha256":
-        return sha256_file(path)
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_hex(value: str | None, pattern: re.Pattern[str], name: str, url: str) -> str | None:
@@ -70,12 +60,12 @@ def _check_hex(value: str | None, pattern: re.Pattern[str], name: str, url: str)
 
 def _verify(path: Path, url: str, sha256: str | None, md5: str | None) -> str:
     """Return the file's sha256; raise DataError (after deleting ``path``) on any mismatch."""
-    actual = sha256_file(path)
+    actual = file_digest(path)
     problems = []
     if sha256 is not None and actual != sha256:
         problems.append(f"sha256 expected {sha256}, actual {actual}")
     if md5 is not None:
-        actual_md5 = _digest(path, "md5")
+        actual_md5 = file_digest(path, "md5")
         if actual_md5 != md5:
             problems.append(f"md5 expected {md5}, actual {actual_md5}")
     if problems:
@@ -462,3 +452,19 @@ def _extract_zip(archive: Path, root: Path, keep: Callable[[str], bool]) -> list
             raise
     _recheck_links(archive, made, root)
     return written
+
+
+def extract_once(archive: Path, target: Path, include: Callable[[str], bool] | None = None) -> Path:
+    """:func:`safe_extract` ``archive`` into ``target`` unless this exact archive already is.
+
+    A marker file ``target/.extracted`` holds the archive's sha256 (and the ``include``
+    filter's name); a changed or re-downloaded archive, or a different filter, is
+    extracted again. Returns ``target``.
+    """
+    marker = target / ".extracted"
+    stamp = f"{file_digest(archive)} {getattr(include, '__qualname__', 'all')}"
+    if marker.is_file() and marker.read_text().strip() == stamp:
+        return target
+    safe_extract(archive, target, include=include)
+    atomic_write_bytes(marker, stamp.encode())
+    return target

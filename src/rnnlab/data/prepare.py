@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import config_dir, register_resolvers
-from rnnlab.data.processed import DataError, write_processed
+from rnnlab.data.format import write_processed
+from rnnlab.errors import DataError
 from rnnlab.safety import check_targets
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Speech datasets: audio I/O, acoustic features, SpecAugment and the dataset builders.
 
-Every builder returns ``(splits, meta)`` for :func:`rnnlab.data.processed.write_processed`:
+Every builder returns ``(splits, meta)`` for :func:`rnnlab.data.format.write_processed`:
 ``Split.inputs`` are float32 ``(frames, F)`` feature tensors, and ``meta`` records the
 feature parameters (so the same front end can be rebuilt at inference), the normalisation
 statistics (computed on TRAIN only, so val/test stay unseen), the speakers of each split
@@ -38,7 +38,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from rnnlab.data.processed import DataError, Split
+from rnnlab.data.format import Split
 from rnnlab.data.synth import (
     ENGLISH_VOICES,
     Job,
@@ -48,6 +48,7 @@ from rnnlab.data.synth import (
     trim_silence,
 )
 from rnnlab.data.synth import SAMPLE_RATE as SYNTH_RATE
+from rnnlab.errors import DataError
 
 log = logging.getLogger(__name__)
 

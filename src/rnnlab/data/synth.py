@@ -13,7 +13,7 @@ byte-identical. Datasets therefore use :func:`synthesize_batch`, which runs each
 (e.g. one speaker) in a fresh worker process: the audio of a clip depends only on its
 batch, never on what was synthesized before, and batches run in parallel.
 
-This module imports neither torch nor rnnlab.data.processed at import time, so a worker
+This module imports neither torch nor rnnlab.data.format at import time, so a worker
 starts in ~0.1 s.
 """
 
@@ -91,7 +91,7 @@ class SynthesisError(ValueError):
 
 def _error(message: str) -> Exception:
     try:  # lazy: keeps worker processes free of torch
-        from rnnlab.data.processed import DataError
+        from rnnlab.errors import DataError
     except ImportError:  # pragma: no cover
         return SynthesisError(message)
     return DataError(message)

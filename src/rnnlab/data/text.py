@@ -5,7 +5,7 @@ it reads raw text (the installed ``chatterbot_corpus``, a user's CSV/TSV/JSONL, 
 download), splits it deterministically, trains a tokenizer on the TRAIN split only (so
 no vocabulary leaks from val/test: unseen tokens map to ``[UNK]``), saves it as
 ``<out_dir>/tokenizer.json`` and returns ``Split``s of int64 token ids plus a meta dict
-for :func:`rnnlab.data.processed.write_processed`.
+for :func:`rnnlab.data.format.write_processed`.
 
 Conventions shared by all builders:
 
@@ -36,7 +36,10 @@ import yaml
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from rnnlab.data.download import fetch, safe_extract
-from rnnlab.data.processed import SPLITS, DataError, Split, atomic_write_bytes, sha256_file
+from rnnlab.data.format import Split
+from rnnlab.data.splits import SPLITS
+from rnnlab.errors import DataError
+from rnnlab.io import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,11 @@ and machines for a given seed, and train/val/test never share a generator stream
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
-from rnnlab.data.datamodule import seed_epoch
+from rnnlab.data.sampling import EpochShuffleSampler
 from rnnlab.nn.model import ModelIO
 
 IGNORE_INDEX = -100
@@ -64,32 +62,6 @@ def copy_task(
     targets = torch.full((n, total), IGNORE_INDEX, dtype=torch.long)
     targets[:, -copy_length:] = symbols - 1
     return inputs, targets
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation that is a pure function of (seed, epoch).
-
-    Lightning calls ``set_epoch`` before every epoch, so a run resumed at epoch N sees
-    the same order as an uninterrupted run did (a DataLoader ``generator`` would restart
-    from the seed and replay epoch 0's order). Shuffling (training) also reseeds the
-    global generators for the epoch (see ``seed_epoch``).
-    """
-
-    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.n))
-        seed_epoch(self.seed, self.epoch)  # training: dropout etc. follow (seed, epoch)
-        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
 
 
 class SyntheticDataModule(L.LightningDataModule):

@@ -17,11 +17,8 @@ Files are written atomically (temp file + rename) so no reader sees a torn file.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,11 +27,9 @@ from typing import Any
 
 import torch
 
-SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """A user-caused data problem: the message names the file, the value and what is valid."""
+from rnnlab.data.splits import SPLITS
+from rnnlab.errors import DataError
+from rnnlab.io import atomic_write_bytes, sha256_file
 
 
 @dataclass
@@ -48,55 +43,6 @@ class Split:
         return len(self.inputs)
 
 
-class OutputError(OSError):
-    """An output file or directory cannot be written; the message names the path."""
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over ``path``.
-
-    Readers see the old file or the new one, never a mix. On any failure (full disk,
-    crash, interrupt) the temp file is removed and ``path`` is untouched; an OSError
-    is re-raised as :class:`OutputError` naming the path.
-    """
-    path = Path(path)
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_dir(path.parent)
-    except OSError as err:
-        if isinstance(err, OutputError):
-            raise
-        raise OutputError(
-            err.errno,
-            f"{path}: cannot write ({err.strerror or err}); the previous file, if any, is intact",
-        ) from err
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Serialise in memory first: torch.save names the archive's inner folder after the
     file it writes, so saving straight to a random temp name would make identical data
@@ -104,14 +50,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def pack_split(split: Split) -> dict[str, torch.Tensor]:
