@@ -1,7 +1,10 @@
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
+
+from tests.http_server import FileServer, serve_files
 
 # Tests never touch the network: W&B offline, DVC without its analytics daemon.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -19,6 +22,14 @@ else:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def http_server() -> Iterator[FileServer]:
+    """The one local HTTP server (127.0.0.1): files/root to serve, Range, failure modes.
+    See tests/http_server.py for its API."""
+    with serve_files() as server:
+        yield server
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,5 +1,6 @@
-"""Downloads and archives (rnnlab.data.download) under hostile conditions, served from a
-local http.server on 127.0.0.1 (no network). tests/unit/test_download.py covers the
+"""Downloads and archives (rnnlab.data.download) under hostile conditions, served by the
+local test server on 127.0.0.1 (tests/http_server.py, no network). tests/unit/data/
+test_download.py covers the
 basic Range/checksum/extraction cases; these add a process killed mid-download, a
 connection dropped mid-body with no checksum to catch it, and property-based archives."""
 
@@ -13,11 +14,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import warnings
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,128 +26,85 @@ from hypothesis import strategies as st
 from rnnlab.data.download import fetch, safe_extract
 from rnnlab.errors import DataError
 from tests.helpers import ROOT
+from tests.http_server import FileServer
 
 PAYLOAD = os.urandom(1 << 20)  # 1 MiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class _Server:
-    """Serves PAYLOAD at /data.bin with Range support; ``drop_after`` cuts the first
-    response after that many bytes (connection closed mid-body); ``delay`` trickles."""
-
-    def __init__(self, drop_after: int | None = None, delay: float = 0.0):
-        self.drop_after, self.delay, self.ranges, self.sent = drop_after, delay, [], 0
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802
-                rng = self.headers.get("Range")
-                state.ranges.append(rng)
-                start = int(rng.removeprefix("bytes=").split("-")[0]) if rng else 0
-                body = PAYLOAD[start:]
-                self.send_response(206 if rng else 200)
-                if rng:
-                    self.send_header(
-                        "Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"
-                    )
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                limit, state.drop_after = state.drop_after, None
-                sent = 0
-                try:
-                    for i in range(0, len(body), 16384):
-                        chunk = body[i : i + 16384]
-                        if limit is not None and sent + len(chunk) > limit:
-                            self.wfile.write(chunk[: limit - sent])
-                            self.wfile.flush()
-                            self.close_connection = True
-                            return
-                        self.wfile.write(chunk)
-                        sent += len(chunk)
-                        state.sent += len(chunk)
-                        if state.delay:
-                            self.wfile.flush()
-                            time.sleep(state.delay)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/data.bin"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.mark.parametrize("checksum", [SHA, None], ids=["sha256", "no-checksum"])
-def test_connection_dropped_mid_body_never_leaves_a_complete_looking_file(tmp_path, checksum):
+def test_connection_dropped_mid_body_never_leaves_a_complete_looking_file(
+    tmp_path, checksum, http_server: FileServer
+):
     """Even without a checksum the short body is caught (Content-Length), only the
     .part remains, and the next call resumes it with a Range request."""
     dest = tmp_path / "data.bin"
-    with _Server(drop_after=300_000) as server:
-        with pytest.raises(DataError, match="re-run to resume") as err:
-            fetch(server.url, checksum, dest, retries=0)
-        assert str(dest) in str(err.value)
-        assert not dest.exists()
-        part = tmp_path / "data.bin.part"
-        assert 0 < part.stat().st_size < len(PAYLOAD)
-        fetch(server.url, checksum, dest, retries=0)
-        assert server.ranges[-1] == f"bytes={part_size(server)}-"
+    url = _serve(http_server)
+    http_server.truncate_once["data.bin"] = 300_000
+    with pytest.raises(DataError, match="re-run to resume") as err:
+        fetch(url, checksum, dest, retries=0)
+    assert str(dest) in str(err.value)
+    assert not dest.exists()
+    part = tmp_path / "data.bin.part"
+    assert 0 < part.stat().st_size < len(PAYLOAD)
+    fetch(url, checksum, dest, retries=0)
+    assert http_server.requests[-1][1] == f"bytes={part_size(http_server)}-"
     assert dest.read_bytes() == PAYLOAD and not part.exists()
 
 
-def part_size(server: _Server) -> int:
-    return int(server.ranges[-1].removeprefix("bytes=").rstrip("-"))
+def _serve(server: FileServer) -> str:
+    """Serve PAYLOAD at /data.bin; return its URL."""
+    server.files["data.bin"] = PAYLOAD
+    return server.url("data.bin")
 
 
-def test_process_killed_mid_download_resumes_and_verifies(tmp_path):
+def part_size(server: FileServer) -> int:
+    return int(server.requests[-1][1].removeprefix("bytes=").rstrip("-"))
+
+
+def test_process_killed_mid_download_resumes_and_verifies(tmp_path, http_server: FileServer):
     """SIGKILL while the body streams: no dest file; the next fetch resumes the .part."""
     dest = tmp_path / "data.bin"
     part = tmp_path / "data.bin.part"
-    with _Server(delay=0.02) as server:  # ~1.3 s for the whole body
-        code = (
-            "import sys; from pathlib import Path; from rnnlab.data.download import fetch; "
-            "fetch(sys.argv[1], sys.argv[2], Path(sys.argv[3]), retries=0)"
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, server.url, SHA, str(dest)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while server.sent < 300_000:  # the body is streaming
-            assert proc.poll() is None, "the download finished before the kill"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert not dest.exists(), "a half download must never sit at the final path"
-        kept = part.stat().st_size if part.exists() else 0
-        assert kept < len(PAYLOAD)
-        server.delay = 0.0
-        fetch(server.url, SHA, dest, retries=0)
-        # resumed from what reached the disk (Range), or restarted if nothing did
-        assert server.ranges[-1] == (f"bytes={kept}-" if kept else None)
+    url = _serve(http_server)
+    http_server.delay = 0.02  # ~1.3 s for the whole body
+    code = (
+        "import sys; from pathlib import Path; from rnnlab.data.download import fetch; "
+        "fetch(sys.argv[1], sys.argv[2], Path(sys.argv[3]), retries=0)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, url, SHA, str(dest)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while http_server.sent < 300_000:  # the body is streaming
+        assert proc.poll() is None, "the download finished before the kill"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not dest.exists(), "a half download must never sit at the final path"
+    kept = part.stat().st_size if part.exists() else 0
+    assert kept < len(PAYLOAD)
+    http_server.delay = 0.0
+    fetch(url, SHA, dest, retries=0)
+    # resumed from what reached the disk (Range), or restarted if nothing did
+    assert http_server.requests[-1][1] == (f"bytes={kept}-" if kept else None)
     assert dest.read_bytes() == PAYLOAD and not part.exists()
 
 
-def test_checksum_mismatch_fails_cleanly_and_removes_the_partial_file(tmp_path):
+def test_checksum_mismatch_fails_cleanly_and_removes_the_partial_file(
+    tmp_path, http_server: FileServer
+):
     dest = tmp_path / "data.bin"
     wrong = "f" * 64
-    with _Server() as server:
-        with pytest.raises(DataError) as err:
-            fetch(server.url, wrong, dest, retries=0)
+    url = _serve(http_server)
+    with pytest.raises(DataError) as err:
+        fetch(url, wrong, dest, retries=0)
     msg = str(err.value)
-    assert wrong in msg and SHA in msg and server.url in msg
+    assert wrong in msg and SHA in msg and url in msg
     assert list(tmp_path.iterdir()) == []
 
 

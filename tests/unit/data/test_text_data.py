@@ -1,6 +1,6 @@
 """Text builders: real chatterbot langid, fixture corpora, bring-your-own tables, downloads.
 
-Downloads go to a local HTTP server (see test_download.serve_files); nothing touches
+Downloads go to a local HTTP server (tests/http_server.py); nothing touches
 the network.
 """
 
@@ -31,8 +31,7 @@ from rnnlab.data.text import (
     train_tokenizer,
 )
 from rnnlab.errors import DataError
-
-from .test_download import serve_files
+from tests.http_server import serve_files
 
 
 def sha(data: bytes) -> str:

@@ -1,100 +1,20 @@
-"""fetch() and safe_extract() against a local HTTP server (no network) and crafted archives."""
+"""fetch() and safe_extract() against the local HTTP server (tests/http_server.py, no
+network) and crafted archives."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
 import tarfile
-import threading
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from rnnlab.data.download import fetch, safe_extract
 from rnnlab.errors import DataError
-
-
-@dataclass
-class FileServer:
-    """In-memory files over HTTP with Range support, optional truncation, request log."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    truncate_once: dict[str, int] = field(default_factory=dict)  # path -> bytes then drop
-    honour_range: bool = True
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-    base: str = ""
-
-    def url(self, path: str) -> str:
-        return f"{self.base}/{path.lstrip('/')}"
-
-
-def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # keep test output quiet
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
-            path = self.path.lstrip("/")
-            rng = self.headers.get("Range")
-            state.requests.append((path, rng))
-            data = state.files.get(path)
-            if data is None:
-                self.send_error(404, "not found")
-                return
-            start, status = 0, 200
-            if rng and state.honour_range:
-                start = int(rng.removeprefix("bytes=").split("-")[0])
-                if start >= len(data):
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(data)}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                status = 206
-            body = data[start:]
-            self.send_response(status)
-            if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
-            cut = state.truncate_once.pop(path, None)
-            if cut is not None:
-                self.wfile.write(body[:cut])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-    return Handler
-
-
-@contextlib.contextmanager
-def serve_files() -> Iterator[FileServer]:
-    """A FileServer on 127.0.0.1 in a background thread (also used by test_text_data)."""
-    state = FileServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    with serve_files() as state:
-        yield state
+from tests.http_server import FileServer
 
 
 def sha(data: bytes) -> str:
@@ -107,96 +27,96 @@ PAYLOAD = bytes(range(256)) * 400  # 100 KiB, not compressible by accident of ze
 # --------------------------------------------------------------------------- fetch
 
 
-def test_fetch_verifies_renames_and_reuses(server: FileServer, tmp_path: Path) -> None:
-    server.files["data.bin"] = PAYLOAD
+def test_fetch_verifies_renames_and_reuses(http_server: FileServer, tmp_path: Path) -> None:
+    http_server.files["data.bin"] = PAYLOAD
     dest = tmp_path / "raw" / "data.bin"
-    assert fetch(server.url("data.bin"), sha(PAYLOAD), dest) == dest
+    assert fetch(http_server.url("data.bin"), sha(PAYLOAD), dest) == dest
     assert dest.read_bytes() == PAYLOAD
     assert not dest.with_suffix(".bin.part").exists()
-    n = len(server.requests)
-    fetch(server.url("data.bin"), sha(PAYLOAD), dest)  # cached: no new request
-    assert len(server.requests) == n
+    n = len(http_server.requests)
+    fetch(http_server.url("data.bin"), sha(PAYLOAD), dest)  # cached: no new request
+    assert len(http_server.requests) == n
 
 
 def test_checksum_mismatch_deletes_partial_and_names_everything(
-    server: FileServer, tmp_path: Path
+    http_server: FileServer, tmp_path: Path
 ) -> None:
-    server.files["a.tar.gz"] = PAYLOAD
+    http_server.files["a.tar.gz"] = PAYLOAD
     dest = tmp_path / "a.tar.gz"
     wrong = "0" * 64
     with pytest.raises(DataError) as err:
-        fetch(server.url("a.tar.gz"), wrong, dest)
+        fetch(http_server.url("a.tar.gz"), wrong, dest)
     msg = str(err.value)
-    assert server.url("a.tar.gz") in msg and "a.tar.gz.part" in msg
+    assert http_server.url("a.tar.gz") in msg and "a.tar.gz.part" in msg
     assert wrong in msg and sha(PAYLOAD) in msg
     assert not dest.exists() and not (tmp_path / "a.tar.gz.part").exists()
 
 
-def test_interrupted_download_resumes_with_range(server: FileServer, tmp_path: Path) -> None:
-    server.files["big.bin"] = PAYLOAD
-    server.truncate_once["big.bin"] = 30_000
+def test_interrupted_download_resumes_with_range(http_server: FileServer, tmp_path: Path) -> None:
+    http_server.files["big.bin"] = PAYLOAD
+    http_server.truncate_once["big.bin"] = 30_000
     dest = tmp_path / "big.bin"
     part = tmp_path / "big.bin.part"
     with pytest.raises(DataError, match="re-run to resume"):
-        fetch(server.url("big.bin"), sha(PAYLOAD), dest, retries=0)
+        fetch(http_server.url("big.bin"), sha(PAYLOAD), dest, retries=0)
     assert not dest.exists(), "a half file must never pass as complete"
     assert part.stat().st_size == 30_000
-    fetch(server.url("big.bin"), sha(PAYLOAD), dest, retries=0)
-    assert server.requests[-1] == ("big.bin", "bytes=30000-")
+    fetch(http_server.url("big.bin"), sha(PAYLOAD), dest, retries=0)
+    assert http_server.requests[-1] == ("big.bin", "bytes=30000-")
     assert dest.read_bytes() == PAYLOAD and not part.exists()
 
 
-def test_retry_resumes_within_one_call(server: FileServer, tmp_path: Path) -> None:
-    server.files["f.bin"] = PAYLOAD
-    server.truncate_once["f.bin"] = 12_345
-    dest = fetch(server.url("f.bin"), sha(PAYLOAD), tmp_path / "f.bin", retries=2)
+def test_retry_resumes_within_one_call(http_server: FileServer, tmp_path: Path) -> None:
+    http_server.files["f.bin"] = PAYLOAD
+    http_server.truncate_once["f.bin"] = 12_345
+    dest = fetch(http_server.url("f.bin"), sha(PAYLOAD), tmp_path / "f.bin", retries=2)
     assert dest.read_bytes() == PAYLOAD
-    assert [r for _, r in server.requests] == [None, "bytes=12345-"]
+    assert [r for _, r in http_server.requests] == [None, "bytes=12345-"]
 
 
-def test_server_without_range_restarts(server: FileServer, tmp_path: Path) -> None:
-    server.files["f.bin"] = PAYLOAD
-    server.honour_range = False
+def test_server_without_range_restarts(http_server: FileServer, tmp_path: Path) -> None:
+    http_server.files["f.bin"] = PAYLOAD
+    http_server.honour_range = False
     (tmp_path / "f.bin.part").write_bytes(b"garbage-prefix")
-    dest = fetch(server.url("f.bin"), sha(PAYLOAD), tmp_path / "f.bin")
+    dest = fetch(http_server.url("f.bin"), sha(PAYLOAD), tmp_path / "f.bin")
     assert dest.read_bytes() == PAYLOAD
 
 
-def test_complete_part_and_stale_part(server: FileServer, tmp_path: Path) -> None:
-    server.files["f.bin"] = PAYLOAD
+def test_complete_part_and_stale_part(http_server: FileServer, tmp_path: Path) -> None:
+    http_server.files["f.bin"] = PAYLOAD
     (tmp_path / "f.bin.part").write_bytes(PAYLOAD)  # complete: server answers 416
-    assert fetch(server.url("f.bin"), sha(PAYLOAD), tmp_path / "f.bin").read_bytes() == PAYLOAD
+    assert fetch(http_server.url("f.bin"), sha(PAYLOAD), tmp_path / "f.bin").read_bytes() == PAYLOAD
     (tmp_path / "g.bin.part").write_bytes(PAYLOAD + b"longer than the file")
-    server.files["g.bin"] = PAYLOAD
-    assert fetch(server.url("g.bin"), sha(PAYLOAD), tmp_path / "g.bin").read_bytes() == PAYLOAD
+    http_server.files["g.bin"] = PAYLOAD
+    assert fetch(http_server.url("g.bin"), sha(PAYLOAD), tmp_path / "g.bin").read_bytes() == PAYLOAD
 
 
-def test_bad_cached_file_is_downloaded_again(server: FileServer, tmp_path: Path) -> None:
-    server.files["f.bin"] = PAYLOAD
+def test_bad_cached_file_is_downloaded_again(http_server: FileServer, tmp_path: Path) -> None:
+    http_server.files["f.bin"] = PAYLOAD
     dest = tmp_path / "f.bin"
     dest.write_bytes(b"corrupt")
-    assert fetch(server.url("f.bin"), sha(PAYLOAD), dest).read_bytes() == PAYLOAD
+    assert fetch(http_server.url("f.bin"), sha(PAYLOAD), dest).read_bytes() == PAYLOAD
 
 
 def test_missing_checksum_warns_and_md5_verifies(
-    server: FileServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    http_server: FileServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server.files["f.csv"] = PAYLOAD
+    http_server.files["f.csv"] = PAYLOAD
     with caplog.at_level(logging.WARNING, logger="rnnlab.data.download"):
-        fetch(server.url("f.csv"), None, tmp_path / "f.csv")
+        fetch(http_server.url("f.csv"), None, tmp_path / "f.csv")
     assert "unverified" in caplog.text and sha(PAYLOAD) in caplog.text
     with pytest.raises(DataError, match="md5 expected"):
-        fetch(server.url("f.csv"), None, tmp_path / "g.csv", md5="0" * 32)
+        fetch(http_server.url("f.csv"), None, tmp_path / "g.csv", md5="0" * 32)
     md5 = hashlib.md5(PAYLOAD).hexdigest()
-    assert fetch(server.url("f.csv"), None, tmp_path / "h.csv", md5=md5).is_file()
+    assert fetch(http_server.url("f.csv"), None, tmp_path / "h.csv", md5=md5).is_file()
 
 
-def test_http_errors_and_bad_arguments(server: FileServer, tmp_path: Path) -> None:
+def test_http_errors_and_bad_arguments(http_server: FileServer, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="HTTP 404") as err:
-        fetch(server.url("nope.bin"), None, tmp_path / "nope.bin", retries=0)
-    assert server.url("nope.bin") in str(err.value)
+        fetch(http_server.url("nope.bin"), None, tmp_path / "nope.bin", retries=0)
+    assert http_server.url("nope.bin") in str(err.value)
     with pytest.raises(DataError, match="not a valid sha256"):
-        fetch(server.url("x"), "abc", tmp_path / "x")
+        fetch(http_server.url("x"), "abc", tmp_path / "x")
     with pytest.raises(DataError, match="unsupported URL scheme 'ftp'"):
         fetch("ftp://example.org/x", None, tmp_path / "x")
 
