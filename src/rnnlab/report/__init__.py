@@ -1,0 +1,31 @@
+"""``python -m rnnlab.report <multirun dir>``: an offline report of a Hydra sweep.
+
+Reads every job of ``outputs/multiruns/<time>_<pid>/`` (``.hydra/``, ``metrics.json``,
+``csv/metrics.csv``, optional ``gradient_flow/gradient_flow.json``) and writes, to
+``<multirun dir>/report/`` by default: ``leaderboard.md``, ``leaderboard.csv``,
+``learning_curves.png``, ``heatmap.png``, ``gradient_flow.png`` and ``report.html``, one
+self-contained page (images as data URIs, no JavaScript, CSS or fonts from a network), so
+a sweep can be compared on a machine without W&B or internet.
+
+Modules, in the order the data flows (each imports only those above it):
+
+============== ===============================================================
+``jobs``        ``Job`` (one job directory), ``Report`` (the ranked sweep),
+                ``ReportError``
+``rank``        default metric, direction (max/min), leaderboard order
+``collect``     reading the sweep directory into ``Job``\\ s; ``collect()``
+``leaderboard`` leaderboard rows, ``leaderboard.{csv,md}``, gradient summary
+``plots``       the three PNG figures
+``page``        ``report.html``
+``cli``         ``build_report()`` (everything above) and ``main()`` (the CLI)
+============== ===============================================================
+
+Every file is written atomically through :mod:`rnnlab.io`.
+"""
+
+from rnnlab.report.cli import build_report, main
+from rnnlab.report.collect import collect
+from rnnlab.report.jobs import Job, Report, ReportError
+from rnnlab.report.leaderboard import gradient_summary
+
+__all__ = ["Job", "Report", "ReportError", "build_report", "collect", "gradient_summary", "main"]
