@@ -1,34 +1,33 @@
-"""Plots rendered by the project itself (PNG), so offline users need no CDN.
+"""Plots of one run rendered by the project itself (PNG), so offline users need no CDN.
 
 ``dvc plots show`` writes HTML that loads its JavaScript from the network; these PNGs
-are the offline view of the same data.
+are the offline view of the same data: ``rnnlab.evaluate``'s learning curves and
+confusion matrix. (The gradient-flow figure is ``rnnlab.callbacks.gradient_plot``, the
+sweep report's figures ``rnnlab.report.plots``.) Every PNG goes through :func:`save_png`.
 """
 
 from __future__ import annotations
 
-import csv
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rnnlab.io import atomic_save_figure  # noqa: E402
+from rnnlab.metrics import read_metrics_csv  # noqa: E402
 
 
-def read_metrics_csv(path: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Lightning CSVLogger file -> {metric: [(epoch, value), ...]} (epoch-level rows)."""
-    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            epoch = row.get("epoch")
-            if epoch in (None, ""):
-                continue
-            for key, value in row.items():
-                if key in ("epoch", "step") or value in (None, "") or key.endswith("_step"):
-                    continue
-                series[key].append((int(float(epoch)), float(value)))
-    return dict(series)
+def save_png(fig, out_png: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` atomically (rnnlab.io) and close it, even when rendering fails."""
+    out = Path(out_png)
+    try:
+        atomic_save_figure(fig, out, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return out
 
 
 def plot_learning_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "") -> Path:
@@ -51,19 +50,13 @@ def plot_learning_curves(metrics_csv: str | Path, out_png: str | Path, title: st
             ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_png(fig, out_png)
 
 
 def plot_confusion_matrix(
     matrix, class_names: list[str], out_png: str | Path, title: str = ""
 ) -> Path:
     """Row-normalised confusion matrix (rows: true class) with counts annotated."""
-    import numpy as np
-
     m = np.asarray(matrix, dtype=float)
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
@@ -87,51 +80,4 @@ def plot_confusion_matrix(
                 )
     ax.set_title(title)
     fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
-
-
-def plot_gradient_flow(records: list[dict], out_png: str | Path) -> Path:
-    """‖∂L/∂h_t‖ over time: every layer at the latest probe (left), and the first
-    profiled layer at every probe so far (right). Log scale: vanishing is geometric."""
-    latest = records[-1]
-    fig, (ax_layers, ax_epochs) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, layer in latest["layers"].items():
-        _log_line(ax_layers, layer["dh_norm"], label=name)
-    _log_line(ax_layers, latest["input"]["dx_norm"], label="input (∂L/∂x_t)", linestyle="--")
-    ax_layers.set_title(f"epoch {latest['epoch']}, step {latest['global_step']}")
-    first = next(iter(latest["layers"]), None)
-    key = ("layers", first, "dh_norm") if first else ("input", "dx_norm")
-    cmap = plt.get_cmap("viridis")
-    for i, record in enumerate(records):
-        values = record
-        for k in key:
-            values = values.get(k, {}) if isinstance(values, dict) else {}
-        if isinstance(values, list):
-            label = "before training" if record["global_step"] == 0 else f"epoch {record['epoch']}"
-            _log_line(ax_epochs, values, label=label, color=cmap(i / max(len(records) - 1, 1)))
-    ax_epochs.set_title(f"{first or 'input'} over training")
-    for ax in (ax_layers, ax_epochs):
-        ax.set_xlabel("time step t")
-        ax.set_ylabel("‖∂L/∂h_t‖ (mean over probe batch)")
-        ax.grid(alpha=0.3, which="both")
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    tmp = out_png.with_name(out_png.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(out_png)
-    return out_png
-
-
-def _log_line(ax, values: list[float], **kwargs) -> None:
-    """Plot positive values on a log axis (zeros, e.g. unreachable steps, are dropped)."""
-    points = [(t, v) for t, v in enumerate(values) if v and v > 0]
-    if points:
-        xs, ys = zip(*points)
-        ax.semilogy(xs, ys, **kwargs)
+    return save_png(fig, out_png)

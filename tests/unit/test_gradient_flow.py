@@ -152,16 +152,16 @@ class _Trainer:
 def test_plot_is_rendered_first_then_at_most_every_plot_every_s_and_at_the_end(
     tmp_path, monkeypatch
 ):
-    import rnnlab.plots
+    import rnnlab.callbacks.gradient_plot as gradient_plot
 
     rendered = []
-    real = rnnlab.plots.plot_gradient_flow
+    real = gradient_plot.plot_gradient_flow
 
     def counting(records, out_png):
         rendered.append(len(records))
         return real(records, out_png)
 
-    monkeypatch.setattr(rnnlab.plots, "plot_gradient_flow", counting)
+    monkeypatch.setattr(gradient_plot, "plot_gradient_flow", counting)
     task, trainer = _task("gru", "tanh"), _Trainer(_batch())
     callback = GradientFlow(dirpath=tmp_path, plot_every_s=3600)
     callback.on_train_start(trainer, task)

@@ -1,4 +1,15 @@
-"""Lightning callbacks: gradient-flow diagnostics and the W&B test report."""
+"""rnnlab's own Lightning callbacks (``conf/callbacks/``).
+
+* :class:`GradientFlow` (``rnnlab.callbacks.GradientFlow``, the ``_target_`` of
+  ``callbacks.gradient_flow``): vanishing/exploding-gradient diagnostics — per-layer
+  gradient norms, the ‖∂L/∂h_t‖ profile of a probe batch, saturated and dead units.
+  Its parts: ``gradient_flow`` (the callback), ``gradient_probe`` (the step-by-step
+  replay that measures ∂L/∂h_t), ``gradient_saturation`` (unit counts) and
+  ``gradient_plot`` (``gradient_flow.png``).
+
+The W&B test report (confusion matrix, per-class table) is not a callback: it is logged
+after testing through :func:`rnnlab.loggers.log_classification_report`.
+"""
 
 from rnnlab.callbacks.gradient_flow import GradientFlow
 

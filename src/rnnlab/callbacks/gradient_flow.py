@@ -11,16 +11,15 @@ Three views, each answering a question the seed articles raise:
   ``saturation_eps`` of their bounds pass almost no gradient; relu units that never fire
   pass none.
 
-∂L/∂h_t is the *total* derivative (through the output and through the recurrence).
-PyTorch's fused kernels do not expose h_t inside the recurrence, so for the probe every
-unidirectional recurrent layer is replayed one step at a time (same weights, same
-values) and the gradient is taken at each step's state. Bidirectional layers and the
-gated-feedback stack (whose layers step inside one loop) are not replayed; for them the
-record holds the profile at the stack input, ‖∂L/∂x_t‖ (``input``), which every model
-has.
+This module is the Lightning callback: when to probe, warnings, records on disk and in
+the loggers. The probe itself (the step-by-step replay that exposes ∂L/∂h_t) is
+:mod:`rnnlab.callbacks.gradient_probe`, the unit counts
+:mod:`rnnlab.callbacks.gradient_saturation`, the figure
+:mod:`rnnlab.callbacks.gradient_plot`.
 
 Records go to ``<dirpath>/gradient_flow.json`` (schema in the README) with a plot
-``gradient_flow.png``, to every logger as scalars, and to W&B as images.
+``gradient_flow.png`` (both written atomically through :mod:`rnnlab.io`), to every
+logger as scalars, and to W&B as images.
 """
 
 from __future__ import annotations
@@ -38,105 +37,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
-from torch.nn import functional as F
 
-from rnnlab.nn.activations import get_activation, get_gate_activation
-from rnnlab.nn.cells import cell_step, initial_state
-from rnnlab.nn.recurrent import RecurrentLayer
+from rnnlab.callbacks.gradient_probe import layer_name, measure, named_layers
+from rnnlab.io import atomic_write_text
 
 log = logging.getLogger(__name__)
-
-BOUNDED = {"tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0), "hardtanh": (-1.0, 1.0)}
-BOUNDED01 = {"sigmoid"}
-
-
-def _layer_name(path: str) -> str:
-    """``layers.0`` -> ``layer_0``; nested ``branches.1.layers.0`` -> ``branches/1/layer_0``."""
-    return path.replace("layers.", "layer_").replace(".", "/") or "layer"
-
-
-class _LayerStats:
-    """Saturation and dead-unit counts of one layer's candidate (and gates) on the probe.
-
-    The replay records each step's input and previous state; the gate pre-activations
-    are then computed for many steps in one matrix product (``update``), not step by step.
-    """
-
-    # Elements of one (steps, batch, gates * hidden) block: bounds the memory of a long probe.
-    BLOCK_ELEMENTS = 1 << 22
-
-    def __init__(self, layer: RecurrentLayer, eps: float) -> None:
-        self.layer, self.eps = layer, eps
-        acts = layer.acts
-        self.act_name = acts.activation
-        self.phi = get_activation(acts.activation)
-        self.sigma = get_gate_activation(acts.gate_activation)
-        self.valid = 0
-        self.saturated = 0
-        self.gate_valid = 0
-        self.gate_saturated = 0
-        self.alive = torch.zeros(layer.hidden_size, dtype=torch.bool)
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor, h_prev: torch.Tensor, valid: torch.Tensor) -> None:
-        """Count over steps: ``x`` (T, B, I) inputs, ``h_prev`` (T, B, H) the state each
-        step starts from, ``valid`` (T, B) which steps are real (not padding)."""
-        w_ih, w_hh, b_ih, b_hh = self.layer.weights(0)
-        size = self.layer.hidden_size
-        block = max(1, self.BLOCK_ELEMENTS // max(1, x.shape[1] * w_ih.shape[0]))
-        saturated = gate_saturated = torch.zeros((), dtype=torch.long)
-        alive = torch.zeros(size, dtype=torch.bool, device=x.device)
-        cell = self.layer.cell
-        n_gates = {"rnn": 0, "lstm": 3}.get(cell, 2)
-        padded = not bool(valid.all())
-
-        def count(hit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            return (hit & mask).sum() if padded else hit.sum()
-
-        for start in range(0, x.shape[0], block):
-            xs, hs = x[start : start + block], h_prev[start : start + block]
-            mask = valid[start : start + block].unsqueeze(-1)  # (t, B, 1)
-            gx = torch.matmul(xs, w_ih.T) + b_ih
-            gh = torch.matmul(hs, w_hh.T) + b_hh
-            gates: list[torch.Tensor] = []
-            if cell == "rnn":
-                cand = self.phi(gx + gh)
-            elif cell == "lstm":
-                i, f, g, o = (gx + gh).split(size, dim=-1)
-                gates = [self.sigma(i), self.sigma(f), self.sigma(o)]
-                cand = self.phi(g)
-            else:  # gru: r, z, n
-                xr, xz, xn = gx.split(size, dim=-1)
-                hr, hz, hn = gh.split(size, dim=-1)
-                r, z = self.sigma(xr + hr), self.sigma(xz + hz)
-                gates = [r, z]
-                cand = self.phi(xn + r * hn)
-            if self.act_name in BOUNDED:
-                saturated = saturated + count(cand.abs() > 1 - self.eps, mask)
-            elif self.act_name in BOUNDED01:
-                saturated = saturated + count((cand < self.eps) | (cand > 1 - self.eps), mask)
-            for gate in gates:
-                gate_saturated = gate_saturated + count(
-                    (gate < self.eps) | (gate > 1 - self.eps), mask
-                )
-            active = cand.abs() > 1e-6
-            alive |= (active & mask if padded else active).flatten(0, 1).any(dim=0)
-        n_valid = int(valid.sum()) * size
-        self.valid += n_valid
-        self.saturated += int(saturated)
-        self.gate_valid += n_valid * n_gates
-        self.gate_saturated += int(gate_saturated)
-        self.alive |= alive.cpu()
-
-    def summary(self) -> dict[str, float | None]:
-        bounded = self.act_name in BOUNDED or self.act_name in BOUNDED01
-        return {
-            "saturated_frac": self.saturated / max(self.valid, 1) if bounded else None,
-            "gate_saturated_frac": (
-                self.gate_saturated / self.gate_valid if self.gate_valid else None
-            ),
-            "dead_frac": float((~self.alive).float().mean()),
-        }
 
 
 class GradientFlow(Callback):
@@ -220,10 +125,10 @@ class GradientFlow(Callback):
         if trainer.global_step % max(every, 1) or not trainer.is_global_zero:
             return
         norms = {"grad_norm/total": total}
-        for path, layer in self._named_layers(pl_module):
+        for path, layer in named_layers(pl_module):
             layer_grads = [p.grad.detach().norm() for p in layer.parameters() if p.grad is not None]
             if layer_grads:
-                norms[f"grad_norm/{_layer_name(path)}"] = float(
+                norms[f"grad_norm/{layer_name(path)}"] = float(
                     torch.linalg.vector_norm(torch.stack(layer_grads))
                 )
         for logger in trainer.loggers:  # straight to the loggers: not a metric to monitor
@@ -264,149 +169,7 @@ class GradientFlow(Callback):
 
     def measure(self, pl_module: L.LightningModule, batch: dict[str, torch.Tensor]) -> dict:
         """One probe: per-layer ‖∂L/∂h_t‖ profiles, saturation, weight-gradient norms."""
-        stack = pl_module.net.stack
-        replayed: dict[str, list[torch.Tensor]] = {}
-        stats: dict[str, _LayerStats] = {}
-        lengths_seen: list[torch.Tensor] = []
-        probe_input: list[torch.Tensor] = []
-        handles = []
-
-        def perturb_input(module, args, kwargs):
-            # x + z with z = 0: ∂L/∂z is ∂L/∂x_t even when x itself needs no gradient.
-            x = args[0]
-            z = torch.zeros_like(x, requires_grad=True)
-            probe_input.append(z)
-            lengths = args[1] if len(args) > 1 else kwargs.get("lengths")
-            if lengths is not None:
-                lengths_seen.append(lengths)
-            return (x + z, *args[1:]), kwargs
-
-        handles.append(stack.register_forward_pre_hook(perturb_input, with_kwargs=True))
-        replaced: list[RecurrentLayer] = []
-        was_training = pl_module.training
-        pl_module.eval()  # no dropout: the probe measures the network, not the noise
-        try:
-            for path, layer in self._named_layers(pl_module):
-                if layer.bidirectional:
-                    continue
-                name = _layer_name(path)
-                stats[name] = _LayerStats(layer, self.saturation_eps)
-                # For this one forward pass the layer runs as its step-by-step replay
-                # (an instance attribute shadows the class's forward; removed below).
-                layer.forward = self._make_replay(layer, name, replayed, stats[name])
-                replaced.append(layer)
-            with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
-                loss, _ = pl_module.loss_and_outputs(batch)
-                names = list(replayed)
-                states = [h for n in names for h in replayed[n]]
-                layer_params = {
-                    n: [p for p in self._layer_by_name(pl_module, n).parameters()] for n in names
-                }
-                params = [p for n in names for p in layer_params[n]]
-                grads = torch.autograd.grad(
-                    loss, [*probe_input, *states, *params], allow_unused=True
-                )
-        finally:
-            for handle in handles:
-                handle.remove()
-            for layer in replaced:
-                del layer.forward
-            pl_module.train(was_training)
-
-        steps = probe_input[0].shape[1]
-        lengths = lengths_seen[0] if lengths_seen else None
-        valid = _valid_mask(lengths, steps, probe_input[0].shape[0], probe_input[0].device)
-        record: dict[str, Any] = {
-            "loss": float(loss.detach()),
-            "input": {"dx_norm": _profile(grads[0], valid)},
-            "layers": {},
-        }
-        offset = len(probe_input)
-        for name in names:
-            n_steps = len(replayed[name])
-            step_grads = grads[offset : offset + n_steps]
-            offset += n_steps
-            dh = torch.stack(
-                [
-                    g if g is not None else torch.zeros_like(h)
-                    for g, h in zip(step_grads, replayed[name])
-                ],
-                dim=1,
-            )  # (B, T, H)
-            record["layers"][name] = {
-                "dh_norm": _profile(dh, valid[:, :n_steps]),
-                **stats[name].summary(),
-            }
-        for name in names:
-            n_params = len(layer_params[name])
-            pgrads = [g for g in grads[offset : offset + n_params] if g is not None]
-            offset += n_params
-            record["layers"][name]["weight_grad_norm"] = float(
-                torch.sqrt(sum(g.pow(2).sum() for g in pgrads)) if pgrads else 0.0
-            )
-        record["probe"] = {"batch_size": int(valid.shape[0]), "time_steps": int(steps)}
-        return record
-
-    def _make_replay(self, module: RecurrentLayer, name: str, replayed: dict, stats: _LayerStats):
-        """A forward for ``module`` that runs it step by step and keeps each h_t.
-
-        The steps run the layer's own cell equations (``cell_step``, which both the fused
-        and the project's kernels compute) on the layer's weights; the input projection
-        of all steps is one matrix product, as in the project's kernel. One step of a
-        fused kernel costs far more than its arithmetic, so the replay does not call it.
-        """
-        limit = self.max_probe_steps
-
-        def replay(x: torch.Tensor, lengths: torch.Tensor | None = None, state=None):
-            batch, steps = x.shape[:2]
-            n = steps if limit is None else min(steps, limit)
-            valid = _valid_mask(lengths, steps, batch, x.device)  # (B, T)
-            w_ih, w_hh, b_ih, b_hh = module.weights(0)
-            initial = state
-            if state is None:
-                state = initial_state(module.cell, batch, module.hidden_size, x)
-            else:
-                state = tuple(s[0] for s in state)  # (1, B, H) -> (B, H)
-            gx = F.linear(x[:, :n], w_ih, b_ih).unbind(1)
-            # Steps where every sequence is still running need no masking (most steps
-            # of most batches): same values and gradients, fewer autograd nodes.
-            running = valid[:, :n].all(dim=0).tolist()
-            hs: list[torch.Tensor] = []
-            h_prev: list[torch.Tensor] = []
-            outs = []
-            for t in range(n):
-                h_prev.append(state[0].detach())
-                new = cell_step(
-                    module.cell, module.acts, gx[t], F.linear(state[0], w_hh, b_hh), state
-                )
-                if running[t]:
-                    state = new
-                    outs.append(state[0])
-                else:
-                    keep = valid[:, t].unsqueeze(1)
-                    state = tuple(torch.where(keep, a, b) for a, b in zip(new, state))
-                    outs.append(state[0] * keep)
-                hs.append(state[0])  # (B, H): the very tensor the next step and the output use
-            stats.update(x[:, :n].detach().transpose(0, 1), torch.stack(h_prev), valid[:, :n].T)
-            replayed[name] = hs
-            if n < steps:  # beyond max_probe_steps: the layer's own output
-                out, final = type(module).forward(module, x, lengths, initial)
-                return torch.cat([torch.stack(outs, 1), out[:, n:]], dim=1), final
-            return torch.stack(outs, dim=1), tuple(s.unsqueeze(0) for s in state)
-
-        return replay
-
-    # --- helpers -------------------------------------------------------------------
-    @staticmethod
-    def _named_layers(pl_module) -> list[tuple[str, RecurrentLayer]]:
-        stack = pl_module.net.stack
-        return [(p, m) for p, m in stack.named_modules() if isinstance(m, RecurrentLayer)]
-
-    def _layer_by_name(self, pl_module, name: str) -> RecurrentLayer:
-        for path, layer in self._named_layers(pl_module):
-            if _layer_name(path) == name:
-                return layer
-        raise KeyError(name)
+        return measure(pl_module, batch, self.saturation_eps, self.max_probe_steps)
 
     def _get_probe_batch(self, trainer, pl_module) -> dict[str, torch.Tensor] | None:
         if self._probe_batch is None:
@@ -447,13 +210,9 @@ class GradientFlow(Callback):
             self.records = [r for r in old if r.get("global_step", 0) <= global_step]
 
     def _write(self, trainer) -> None:
-        self.dirpath.mkdir(parents=True, exist_ok=True)
         latest = self.records[-1]
         doc = {"probe": latest["probe"], "records": self.records}
-        path = self.dirpath / "gradient_flow.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(path)
+        atomic_write_text(self.dirpath / "gradient_flow.json", json.dumps(doc, indent=1))
         if self._plotted_at is None or time.monotonic() - self._plotted_at >= self.plot_every_s:
             self._plot(trainer)
 
@@ -463,7 +222,7 @@ class GradientFlow(Callback):
 
     def _plot(self, trainer) -> None:
         """Render every record so far to ``gradient_flow.png``; log it to image loggers."""
-        from rnnlab.plots import plot_gradient_flow
+        from rnnlab.callbacks.gradient_plot import plot_gradient_flow
 
         png = plot_gradient_flow(self.records, self.dirpath / "gradient_flow.png")
         self._plotted_at, self._plotted_records = time.monotonic(), len(self.records)
@@ -494,21 +253,3 @@ class GradientFlow(Callback):
 def rank_zero_warn_log(message: str) -> None:
     """A diagnostic warning in the job's log (train.log, console), once, from rank 0."""
     log.warning(message)
-
-
-def _valid_mask(
-    lengths: torch.Tensor | None, steps: int, batch: int, device: torch.device
-) -> torch.Tensor:
-    """(B, T) bool: step t is a real (unpadded) step of sequence b."""
-    if lengths is None:
-        return torch.ones(batch, steps, dtype=torch.bool, device=device)
-    return torch.arange(steps, device=device)[None, :] < lengths.to(device)[:, None]
-
-
-def _profile(grad: torch.Tensor | None, valid: torch.Tensor) -> list[float]:
-    """Mean over the sequences still running at step t of ‖∂L/∂·_t‖ (per-sample L2)."""
-    if grad is None:
-        return [0.0] * valid.shape[1]
-    norms = grad.detach().float().norm(dim=-1) * valid  # (B, T)
-    counts = valid.sum(dim=0).clamp(min=1)
-    return [float(v) for v in (norms.sum(dim=0) / counts)]

@@ -16,16 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from rnnlab.io import atomic_save_figure  # noqa: E402
+from rnnlab.plots import save_png  # noqa: E402
 from rnnlab.report.jobs import Job, Report  # noqa: E402
-
-
-def _save(fig, out: Path) -> Path:
-    try:
-        atomic_save_figure(fig, out, dpi=100)
-    finally:
-        plt.close(fig)
-    return out
 
 
 def _curve_key(job: Job, metric: str) -> str | None:
@@ -67,7 +59,7 @@ def plot_learning_curves(report: Report, labels: dict[str, str], out: Path) -> P
         fig.legend(loc="center right", fontsize=8, frameon=False)
     fig.suptitle(f"Learning curves ({len(jobs)} jobs; dotted: failed or unranked)")
     fig.tight_layout(rect=(0, 0, 0.8, 1))
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def plot_heatmap(report: Report, labels: dict[str, str], out: Path) -> Path | str:
@@ -115,7 +107,7 @@ def plot_heatmap(report: Report, labels: dict[str, str], out: Path) -> Path | st
     fig.colorbar(image, ax=ax, label=f"{report.metric} ({word} is better)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def plot_gradient_flow(report: Report, labels: dict[str, str], out: Path) -> Path | str:
@@ -160,4 +152,4 @@ def plot_gradient_flow(report: Report, labels: dict[str, str], out: Path) -> Pat
         ax.set_visible(False)
     fig.suptitle("Gradient flow: per-step gradient norm, last record of each job")
     fig.tight_layout()
-    return _save(fig, out)
+    return save_png(fig, out)
