@@ -1,8 +1,8 @@
-"""Downloads and archives (rnnlab.data.download) under hostile conditions, served by the
-local test server on 127.0.0.1 (tests/http_server.py, no network). tests/unit/data/
-test_download.py covers the
-basic Range/checksum/extraction cases; these add a process killed mid-download, a
-connection dropped mid-body with no checksum to catch it, and property-based archives."""
+"""Downloads and archives (rnnlab.data.download, rnnlab.data.archives) under hostile
+conditions, served by the local test server on 127.0.0.1 (tests/http_server.py; no
+network). tests/unit/data/test_download.py and test_archives.py cover the basic
+Range/checksum/extraction cases; these add a process killed mid-download, a connection
+dropped mid-body with no checksum to catch it, and property-based archives."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rnnlab.data.download import fetch, safe_extract
+from rnnlab.data.archives import safe_extract
+from rnnlab.data.download import fetch
 from rnnlab.errors import DataError
 from tests.helpers import ROOT
 from tests.http_server import FileServer

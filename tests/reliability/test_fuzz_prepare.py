@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnlab.data.format import write_processed
-from rnnlab.data.speech import build_audio_folder
-from rnnlab.data.text import build_csv, normalise_text
+from rnnlab.data.speech.folder import build_audio_folder
+from rnnlab.data.text.encode import normalise_text
+from rnnlab.data.text.tables import build_csv
 from rnnlab.errors import DataError
 
 # RNNLAB_FUZZ_EXAMPLES=500 for a longer hunt than the CI's

@@ -1,0 +1,283 @@
+"""Real, human-written utterances from the installed ``chatterbot_corpus`` package.
+
+The corpus is ``<root>/<language>/<category>.yml`` files of conversations (lists of
+utterances); it ships with the package, so both datasets here are offline:
+
+* :func:`build_text_langid`: the class is the *language* directory;
+* :func:`build_text_topics`: the class is the *category* file of one language.
+
+Both go through one builder: read every class's files (:func:`read_conversations`),
+:func:`~rnnlab.data.text.encode.dedupe` (a text under two classes is ambiguous and
+dropped), :func:`~rnnlab.data.text.encode.limit_classes`, a sha256(text) split, and
+:func:`~rnnlab.data.text.encode.assemble`. Every drop is counted in ``meta["skipped"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rnnlab.data.format import Split
+from rnnlab.data.splits import check_fractions
+from rnnlab.data.text.encode import (
+    as_list,
+    assemble,
+    dedupe,
+    limit_classes,
+    normalise_text,
+    split_by_hash,
+)
+from rnnlab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# Latin-script chatterbot languages with >= 200 distinct utterances (measured on
+# chatterbot-corpus 1.2: english 1902, italian 1183, spanish 892, portuguese 701,
+# dutch 634, indonesian 325, turkish 297, german 220; french 138 and swedish 145 are
+# available but small).
+DEFAULT_LANGID_LANGUAGES = (
+    "english",
+    "spanish",
+    "portuguese",
+    "italian",
+    "dutch",
+    "german",
+    "indonesian",
+    "turkish",
+)
+# meta["source"]["corpus_dir"] of the packaged corpus: by name, not by path, so
+# meta.json is the same on every machine (DVC hashes it)
+PACKAGED_CORPUS = "<chatterbot_corpus package>/data"
+
+
+def chatterbot_root() -> Path:
+    """The ``data`` directory of the installed ``chatterbot_corpus`` package."""
+    try:
+        import chatterbot_corpus
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise DataError(
+            "chatterbot_corpus is not installed; `pip install chatterbot-corpus` or pass "
+            "corpus_dir=<dir with <language>/*.yml>"
+        ) from e
+    return Path(chatterbot_corpus.__file__).parent / "data"
+
+
+def read_conversations(path: Path, skipped: Counter) -> list[str]:
+    """All utterances of one chatterbot YAML file, normalised (empty ones counted).
+
+    Uses YAML's BaseLoader so every scalar stays the string the author wrote
+    ("Yes", "No", "1984" are not turned into booleans or numbers).
+    """
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise DataError(f"{path}: not a readable UTF-8 YAML conversations file ({e})") from e
+    convs = data.get("conversations") if isinstance(data, dict) else None
+    if not isinstance(convs, list):
+        raise DataError(f"{path}: expected a top-level 'conversations' list of lists")
+    texts = []
+    for conv in convs:
+        for item in conv if isinstance(conv, list) else [conv]:
+            if not isinstance(item, str):
+                skipped["malformed"] += 1
+                continue
+            text = normalise_text(item)
+            if not text:
+                skipped["empty_text"] += 1
+                continue
+            texts.append(text)
+    return texts
+
+
+def _corpus_dir(corpus_dir: str | Path | None) -> Path:
+    root = Path(corpus_dir) if corpus_dir else chatterbot_root()
+    if not root.is_dir():
+        raise DataError(f"{root}: corpus directory not found (expected <language>/*.yml inside)")
+    return root
+
+
+def _subdirs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
+def _build_classes(
+    name: str,
+    out_dir: str | Path,
+    classes: dict[str, list[Path]],
+    *,
+    min_per_class: int,
+    max_per_class: int | None,
+    min_key: str,
+    fractions: tuple[float, float],
+    text_options: dict[str, Any],
+    source: dict[str, Any],
+    source_tail: dict[str, Any] | None = None,
+    where: str,
+    hint: str,
+) -> tuple[dict[str, Split], dict[str, Any]]:
+    """The one chatterbot builder: ``classes`` maps each label to its YAML files.
+
+    ``min_key`` names the minimum in messages (``min_per_language``/``min_per_class``),
+    ``where`` and ``hint`` start and end the "too few classes" error. ``meta["source"]``
+    is ``source``, then the utterances read and kept per class, then ``source_tail``.
+    """
+    skipped: Counter = Counter()
+    items: list[tuple[str, str]] = []
+    read: dict[str, int] = {}
+    for label, paths in classes.items():
+        texts = [t for p in paths for t in read_conversations(p, skipped)]
+        read[label] = len(texts)
+        items.extend((t, label) for t in texts)
+    kept, dropped = limit_classes(dedupe(items, skipped), min_per_class, max_per_class, skipped)
+    if dropped:
+        log.warning("%s: dropped classes below %s=%s: %s", name, min_key, min_per_class, dropped)
+    labels = sorted({label for _, label in kept})
+    if len(labels) < 2:
+        raise DataError(
+            f"{where}: only {labels} have >= {min_key}={min_per_class} distinct utterances "
+            f"(dropped {dropped}); {hint}"
+        )
+    per_class = Counter(label for _, label in kept)
+    val_fraction, test_fraction = fractions
+    source = {
+        **source,
+        "utterances_read": read,
+        "utterances_kept": {k: per_class[k] for k in labels},
+        **(source_tail or {}),
+    }
+    return assemble(
+        name,
+        out_dir,
+        split_by_hash(kept, labels, val_fraction, test_fraction),
+        labels,
+        skipped=skipped,
+        source=source,
+        extra={"dropped_classes": dropped},
+        **text_options,
+    )
+
+
+def build_text_langid(
+    out_dir: str | Path,
+    raw_dir: str | Path | None = None,
+    languages: str | Sequence[str] = DEFAULT_LANGID_LANGUAGES,
+    min_per_language: int = 100,
+    max_per_language: int | None = None,
+    tokenizer: str = "char",
+    vocab_size: int | None = None,
+    min_frequency: int = 1,
+    lowercase: bool = False,
+    max_length: int | None = 256,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    corpus_dir: str | Path | None = None,
+) -> tuple[dict[str, Split], dict[str, Any]]:
+    """Language identification of real, human-written chatterbot utterances.
+
+    Why this shape: short utterances in related Latin-script languages are a small,
+    offline, real-data task where a character-level RNN has to learn orthography.
+    Utterances are deduplicated (one text under two languages is ambiguous and dropped),
+    languages below ``min_per_language`` distinct utterances are dropped (counted), and
+    the 80/10/10 split is a hash of the text, so no utterance is in two splits.
+    ``raw_dir`` is unused (the corpus ships with the package); ``corpus_dir`` overrides
+    the corpus location (``<corpus_dir>/<language>/*.yml``).
+    """
+    name = "text_langid"
+    check_fractions(val_fraction, test_fraction, name)
+    root = _corpus_dir(corpus_dir)
+    wanted = as_list(languages)
+    available = _subdirs(root)
+    unknown = [lang for lang in wanted if lang not in available]
+    if not wanted or unknown:
+        raise DataError(
+            f"{name}: languages {unknown or wanted!r} not found in {root}; valid: "
+            f"{', '.join(available)}"
+        )
+    if len(set(wanted)) < 2:
+        raise DataError(f"{name}: languages={wanted}; need at least two distinct languages")
+    classes = {lang: sorted((root / lang).glob("*.yml")) for lang in sorted(set(wanted))}
+    return _build_classes(
+        name,
+        out_dir,
+        classes,
+        min_per_class=int(min_per_language),
+        max_per_class=max_per_language,
+        min_key="min_per_language",
+        fractions=(val_fraction, test_fraction),
+        text_options=dict(
+            tokenizer=tokenizer,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            lowercase=lowercase,
+            max_length=max_length,
+        ),
+        source={
+            "corpus": "chatterbot_corpus",
+            "corpus_dir": str(corpus_dir) if corpus_dir else PACKAGED_CORPUS,
+            "files": {lang: [p.name for p in paths] for lang, paths in classes.items()},
+        },
+        source_tail={
+            "split": f"sha256(text) {1 - val_fraction - test_fraction:.2f}/"
+            f"{val_fraction:.2f}/{test_fraction:.2f}",
+        },
+        where=name,
+        hint="lower min_per_language or add languages",
+    )
+
+
+def build_text_topics(
+    out_dir: str | Path,
+    raw_dir: str | Path | None = None,
+    language: str = "english",
+    min_per_class: int = 40,
+    max_per_class: int | None = None,
+    tokenizer: str = "word",
+    vocab_size: int | None = None,
+    min_frequency: int = 1,
+    lowercase: bool = True,
+    max_length: int | None = 64,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    corpus_dir: str | Path | None = None,
+) -> tuple[dict[str, Split], dict[str, Any]]:
+    """Topic classification: each chatterbot file of ``language`` is one category.
+
+    Classes with fewer than ``min_per_class`` distinct utterances are dropped (counted);
+    the classes stay imbalanced, so meta carries ``balance`` and ``class_weights``
+    (inverse train frequency, mean 1) for a weighted loss. An utterance found in two
+    categories is ambiguous and dropped; the split is a hash of the text.
+    """
+    name = "text_topics"
+    check_fractions(val_fraction, test_fraction, name)
+    root = _corpus_dir(corpus_dir)
+    lang_dir = root / language
+    if not lang_dir.is_dir():
+        raise DataError(f"{lang_dir}: language {language!r} not found; valid: {_subdirs(root)}")
+    return _build_classes(
+        name,
+        out_dir,
+        {path.stem: [path] for path in sorted(lang_dir.glob("*.yml"))},
+        min_per_class=int(min_per_class),
+        max_per_class=max_per_class,
+        min_key="min_per_class",
+        fractions=(val_fraction, test_fraction),
+        text_options=dict(
+            tokenizer=tokenizer,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            lowercase=lowercase,
+            max_length=max_length,
+        ),
+        source={
+            "corpus": "chatterbot_corpus",
+            "corpus_dir": str(corpus_dir) if corpus_dir else PACKAGED_CORPUS,
+            "language": language,
+        },
+        where=str(lang_dir),
+        hint="lower min_per_class",
+    )
