@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,28 @@ def test_http_errors_and_bad_arguments(http_server: FileServer, tmp_path: Path) 
         fetch(http_server.url("x"), "abc", tmp_path / "x")
     with pytest.raises(DataError, match="unsupported URL scheme 'ftp'"):
         fetch("ftp://example.org/x", None, tmp_path / "x")
+
+
+def test_server_errors_are_retried_and_files_come_from_a_root_dir(
+    http_server: FileServer, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    (served / "sub").mkdir(parents=True)
+    (served / "sub" / "f.bin").write_bytes(PAYLOAD)
+    http_server.root = served
+    failures = [503]
+
+    def flaky(handler: BaseHTTPRequestHandler) -> None:
+        if failures:
+            handler.send_error(failures.pop(), "try again")
+            return
+        del http_server.handlers["sub/f.bin"]  # from now on the file is served normally
+        handler.do_GET()
+
+    http_server.handlers["sub/f.bin"] = flaky
+    dest = fetch(http_server.url("sub/f.bin"), sha(PAYLOAD), tmp_path / "f.bin", retries=1)
+    assert dest.read_bytes() == PAYLOAD
+    assert [p for p, _ in http_server.requests] == ["sub/f.bin"] * 3
+    (tmp_path / "outside.bin").write_bytes(PAYLOAD)
+    with pytest.raises(DataError, match="HTTP 404"):  # nothing outside the root is served
+        fetch(http_server.url("../outside.bin"), None, tmp_path / "g.bin", retries=0)
