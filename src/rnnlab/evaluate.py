@@ -1,8 +1,19 @@
 """``python -m rnnlab.evaluate ckpt_path=…``: test a checkpoint on its data's test split.
 
-The checkpoint is loaded with ``weights_only=True`` (no pickled code runs) and the
-config stored in it is checked so only allowed ``_target_``s are instantiated.
-Metrics are printed and written to ``<output_dir>/metrics.json``.
+The checkpoint is loaded with ``weights_only=True`` (no pickled code runs), its stored
+config is upgraded through :func:`rnnlab.compat.upgrade_targets` (``_target_``\\ s that
+moved) and checked so only allowed ``_target_``\\ s are instantiated. The test set is
+run once (``trainer.test``); everything written comes from that pass. To
+``<output_dir>/`` (every file atomically, through :mod:`rnnlab.io`):
+
+* ``metrics.json``: the test metrics and the checkpoint path;
+* for whole-sequence classification, from the task's test confusion matrix and
+  predictions: ``per_class.json`` (precision/recall/F1/support per class,
+  :func:`rnnlab.metrics.per_class`, plus the matrix and labels), ``predictions.csv``
+  (``actual,predicted`` per test sequence, for ``dvc plots``) and
+  ``confusion_matrix.png``;
+* ``learning_curves.png`` when the run's ``csv/metrics.csv`` sits next to the
+  checkpoint directory.
 """
 
 from __future__ import annotations
@@ -13,14 +24,14 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.checkpoints import load_checkpoint
 from rnnlab.compat import upgrade_targets
 from rnnlab.config import config_dir, register_resolvers
-from rnnlab.io import atomic_write_bytes
+from rnnlab.io import atomic_write_json, atomic_write_text
+from rnnlab.metrics import class_labels, per_class
 from rnnlab.plots import plot_confusion_matrix, plot_learning_curves
 from rnnlab.safety import check_targets
 from rnnlab.train import _floats, build_datamodule, build_task
@@ -30,6 +41,7 @@ register_resolvers()
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Rebuild the run from ``cfg.ckpt_path``, test it once, write every output."""
     ckpt_path = Path(cfg.ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     run_config = ckpt.get("hyper_parameters", {}).get("run_config")
@@ -43,58 +55,57 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     task.load_state_dict(ckpt["state_dict"])
     check_targets(cfg.trainer, "trainer")
     trainer: L.Trainer = instantiate(cfg.trainer)
-    trainer.test(task, datamodule=datamodule)
-    metrics = _floats(trainer.callback_metrics)
     out_dir = Path(cfg.paths.output_dir)
-    if run_cfg.task.name == "classification" and task.io.output_per == "sequence":
-        metrics.update(classification_report(task, datamodule, out_dir))
+    metrics = run_test_pass(trainer, task, datamodule, out_dir)
     curves = ckpt_path.parent.parent / "csv" / "metrics.csv"
     if curves.is_file():
         plot_learning_curves(
             curves, out_dir / "learning_curves.png", title=str(ckpt_path.parent.parent.name)
         )
     out = out_dir / "metrics.json"
-    atomic_write_bytes(
-        out, json.dumps({"ckpt_path": str(ckpt_path), **metrics}, indent=2, sort_keys=True).encode()
-    )
+    atomic_write_json(out, {"ckpt_path": str(ckpt_path), **metrics})
     log.info("metrics written to %s", out)
     return metrics
 
 
-@torch.no_grad()
-def classification_report(task, datamodule, out_dir: Path) -> dict[str, float]:
-    """Per-class precision/recall/F1, confusion matrix (JSON, CSV for `dvc plots`, PNG)."""
-    task.eval()
-    names = getattr(datamodule, "class_names", None) or [str(i) for i in range(task.io.output_dim)]
-    n = len(names)
-    matrix = torch.zeros(n, n, dtype=torch.long)
-    rows = []
-    for batch in datamodule.test_dataloader():
-        preds = task(batch["inputs"], batch["lengths"]).argmax(-1)
-        for t, p in zip(batch["targets"].tolist(), preds.tolist()):
-            matrix[t, p] += 1
-            rows.append((names[t], names[p]))
-    per_class = {}
-    for k, name in enumerate(names):
-        tp = matrix[k, k].item()
-        support, predicted = matrix[k].sum().item(), matrix[:, k].sum().item()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(
-        out_dir / "per_class.json",
-        json.dumps(
-            {"per_class": per_class, "confusion_matrix": matrix.tolist(), "labels": names},
-            indent=2,
-            ensure_ascii=False,
-        ).encode(),
-    )
-    lines = ["actual,predicted"] + [f"{a},{p}" for a, p in rows]
-    atomic_write_bytes(out_dir / "predictions.csv", ("\n".join(lines) + "\n").encode())
+def run_test_pass(
+    trainer: L.Trainer, task: L.LightningModule, datamodule: L.LightningDataModule, out_dir: Path
+) -> dict[str, float]:
+    """``trainer.test`` (the only pass over the test set) and, for a whole-sequence
+    classifier, the per-class report from the confusion matrix that pass computed."""
+    trainer.test(task, datamodule=datamodule)
+    metrics = _floats(trainer.callback_metrics)
+    confusion = getattr(task, "test_confusion", None)
+    if confusion is not None and task.io.output_per == "sequence":
+        names = getattr(datamodule, "class_names", None) or task.class_names
+        metrics.update(classification_report(confusion, task.test_predictions, names, out_dir))
+    return metrics
+
+
+def classification_report(
+    confusion, predictions, class_names: list[str] | None, out_dir: Path
+) -> dict[str, float]:
+    """``per_class.json``, ``predictions.csv`` and ``confusion_matrix.png`` from the test
+    pass: ``confusion`` ``(C, C)`` (rows the true class), ``predictions`` ``(N, 2)`` true and
+    predicted class per test sequence (None: an empty predictions.csv)."""
+    matrix = confusion.tolist()
+    names = class_labels(len(matrix), class_names)
+    record = {"per_class": per_class(matrix, names), "confusion_matrix": matrix, "labels": names}
+    atomic_write_text(out_dir / "per_class.json", json.dumps(record, indent=2, ensure_ascii=False))
+    pairs = predictions.tolist() if predictions is not None else []
+    total = sum(map(sum, matrix))
+    if len(pairs) != total:
+        log.warning(
+            "predictions.csv holds %d test sequences, the confusion matrix %d: with several "
+            "processes each keeps only its own share of the predictions",
+            len(pairs),
+            total,
+        )
+    lines = ["actual,predicted"] + [f"{names[a]},{names[p]}" for a, p in pairs]
+    atomic_write_text(out_dir / "predictions.csv", "\n".join(lines) + "\n")
     plot_confusion_matrix(matrix, names, out_dir / "confusion_matrix.png")
-    return {"test/acc_from_confusion": matrix.diag().sum().item() / max(matrix.sum().item(), 1)}
+    correct = sum(matrix[k][k] for k in range(len(matrix)))
+    return {"test/acc_from_confusion": correct / max(total, 1)}
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")

@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import Logger, WandbLogger
 
+from rnnlab.metrics import class_labels, per_class
+
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "online", "offline", "disabled")
@@ -149,14 +151,13 @@ def finish_wandb(exit_code: int = 0, summary: Mapping[str, Any] | None = None) -
 def log_classification_report(
     logger: WandbLogger, confusion: Any, class_names: Sequence[str] | None
 ) -> None:
-    """Test-set confusion matrix (W&B's chart) and a per-class precision/recall/F1 table."""
+    """Test-set confusion matrix (W&B's chart) and a per-class precision/recall/F1 table
+    (:func:`rnnlab.metrics.per_class`, the numbers of ``rnnlab.evaluate``'s per_class.json)."""
     import wandb
 
     counts = confusion.tolist()
     n = len(counts)
-    names = (
-        list(class_names) if class_names and len(class_names) == n else [str(i) for i in range(n)]
-    )
+    names = class_labels(n, class_names)
     cells = [[names[i], names[j], counts[i][j]] for i in range(n) for j in range(n)]
     matrix = wandb.plot_table(
         "wandb/confusion_matrix/v1",
@@ -164,15 +165,10 @@ def log_classification_report(
         {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"},
         {"title": "test confusion matrix"},
     )
-    rows = []
-    for i, name in enumerate(names):
-        tp = counts[i][i]
-        support = sum(counts[i])
-        predicted = sum(counts[k][i] for k in range(n))
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append([name, precision, recall, f1, support])
+    rows = [
+        [name, s["precision"], s["recall"], s["f1"], s["support"]]
+        for name, s in per_class(counts, names).items()
+    ]
     table = wandb.Table(columns=["class", "precision", "recall", "f1", "support"], data=rows)
     logger.experiment.log({"test/confusion_matrix": matrix, "test/per_class": table})
 

@@ -1,4 +1,10 @@
-"""Classification of whole sequences or of every step (per-step targets, -100 ignored)."""
+"""Classification of whole sequences or of every step (per-step targets, -100 ignored).
+
+After ``trainer.test`` the task holds what the test pass saw, so reports need no second
+pass over the test set: ``test_confusion`` (``(C, C)`` counts, rows the true class,
+reduced across ranks) and, for whole-sequence tasks, ``test_predictions`` (``(N, 2)``:
+true and predicted class of each test sequence, in the test loader's order, this rank's).
+"""
 
 from __future__ import annotations
 
@@ -51,6 +57,8 @@ class SequenceClassificationTask(RecurrentTask):
         # Test-set confusion counts (reduced across ranks), for loggers' per-class reports.
         self.test_confmat = MulticlassConfusionMatrix(n, ignore_index=IGNORE_INDEX)
         self.test_confusion: torch.Tensor | None = None
+        self.test_predictions: torch.Tensor | None = None
+        self._test_pairs: list[torch.Tensor] = []
 
     def loss_and_outputs(self, batch):
         logits = self(batch["inputs"], batch["lengths"])
@@ -89,12 +97,20 @@ class SequenceClassificationTask(RecurrentTask):
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
         self.val_metrics.reset()
 
+    def on_test_epoch_start(self) -> None:
+        self._test_pairs = []
+
     def test_step(self, batch, batch_idx):
         logits, targets = self._eval_step(batch, self.test_metrics, "test")
         self.test_confmat.update(logits, targets)
+        if self.io.output_per == "sequence":  # one (true, predicted) pair per sequence
+            kept = targets != IGNORE_INDEX
+            self._test_pairs.append(torch.stack([targets[kept], logits[kept].argmax(-1)], 1))
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
         self.test_metrics.reset()
         self.test_confusion = self.test_confmat.compute().cpu()
         self.test_confmat.reset()
+        pairs, self._test_pairs = self._test_pairs, []
+        self.test_predictions = torch.cat(pairs).cpu() if pairs else None
