@@ -117,7 +117,7 @@ class _SpecAugmentCollate:
         self.params = params
 
     def __call__(self, items):
-        from rnnlab.data.speech import spec_augment
+        from rnnlab.data.speech.augment import spec_augment
 
         items = [(spec_augment(x, **self.params), y) for x, y in items]
         return collate(items)
