@@ -44,5 +44,6 @@ def test_package_re_exports_no_builders():
     from rnnlab.compat import TARGET_ALIASES
 
     assert not [n for n in vars(speech) if n.startswith("build_")]
-    for old in ("build_speech_commands_synth", "build_audio_folder"):
+    builders = ("speech_commands_synth", "speech_digits_synth", "audio_folder", "speech_commands")
+    for old in (f"build_{b}" for b in builders):
         assert get_method(TARGET_ALIASES[f"rnnlab.data.speech.{old}"]).__name__ == old
