@@ -236,7 +236,14 @@ def test_random_bytes_as_wav_files(garbage, mode):
                 _tone(root / label / f"spk{i}_{label}.wav")
         for i, data in enumerate(garbage):
             (root / ("up", "down")[i % 2] / f"zz_bad{i}.wav").write_bytes(data)
-        kwargs = {"root": str(root), "on_bad_input": mode, "features": {"sample_rate": 8000}}
+        kwargs = {
+            "root": str(root),
+            "on_bad_input": mode,
+            "features": {"sample_rate": 8000},
+            # 12 good files: wide fractions so the sha256 hash split leaves no split empty
+            "val_fraction": 0.25,
+            "test_fraction": 0.25,
+        }
         if mode == "error":
             try:
                 build_audio_folder(out_dir=d / "out", **kwargs)
