@@ -1,9 +1,11 @@
 """Checkpoint and output files, safely.
 
 * loading: tensors and plain containers only (``weights_only=True``), never pickled code;
-* saving: atomically (temp file in the same directory, fsync, ``os.replace``), so a crash
-  or a full disk during a save leaves the previous checkpoint intact and no reader ever
-  sees a torn file;
+* saving: atomically (:func:`rnnlab.io.atomic_write_bytes`: temp file in the same
+  directory, fsync, rename), so a crash or a full disk during a save leaves the previous
+  checkpoint intact and no reader ever sees a torn file;
+* which files a run keeps: ``best.ckpt`` (the monitored ``ModelCheckpoint``) and
+  ``last.ckpt`` (:class:`LastCheckpoint`, the last completed epoch);
 * the output directory is checked at start, so an unwritable one fails before training.
 """
 
@@ -18,8 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from rnnlab.errors import OutputError
 from rnnlab.io import atomic_write_bytes
@@ -65,7 +69,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     (Lightning's own save goes through an fsspec transaction that writes the file in
     the system temp directory and moves it, which is a plain copy across filesystems
-    and never fsyncs.)
+    and never fsyncs.) Every checkpoint records the code that wrote it under
+    ``checkpoint["rnnlab"]["code_sha256"]``; other ``rnnlab`` entries (the run's
+    ``fit_status``, see :mod:`rnnlab.resume`) are kept.
     """
 
     def save_checkpoint(
@@ -73,10 +79,63 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        checkpoint = {**checkpoint, "rnnlab": {"code_sha256": code_fingerprint()}}
+        record = {**checkpoint.get("rnnlab", {}), "code_sha256": code_fingerprint()}
         buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
+        torch.save({**checkpoint, "rnnlab": record}, buffer)
         atomic_write_bytes(path, buffer.getvalue())
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt``: the last completed epoch, rewritten after every epoch.
+
+    Since Lightning 2.6, ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only
+    at a step where it also saved a top-k checkpoint, so beside ``save_top_k=1`` it is a
+    copy of the *best* epoch, and a resumed run would train the epochs after the best
+    one again. This callback monitors nothing and keeps one file, ``last.ckpt``,
+    replaced (atomically, through :class:`AtomicCheckpointIO`) after every
+    ``every_n_epochs``-th epoch. Lightning runs checkpoint callbacks after the others,
+    in the order given, so listed after the monitored checkpoint it stores that
+    callback's (and early stopping's) state including the epoch just finished.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_epochs: int = 1) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename=self.CHECKPOINT_NAME_LAST,
+            monitor=None,
+            save_top_k=1,
+            save_last=False,
+            every_n_epochs=every_n_epochs,
+            enable_version_counter=False,
+            auto_insert_metric_name=False,
+        )
+
+    @property
+    def path(self) -> str | None:
+        """The file this callback last wrote (or restored), if it exists."""
+        path = self.best_model_path
+        return path if path and Path(path).is_file() else None
+
+
+def last_checkpoint(trainer: L.Trainer) -> str | None:
+    """The run's ``last.ckpt`` (its :class:`LastCheckpoint`), or None."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, LastCheckpoint) and cb.path:
+            return cb.path
+    return None
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The monitored checkpoint's best file, else ``last.ckpt``; None under fast_dev_run
+    (which writes no checkpoint) or when no checkpoint callback wrote one."""
+    if trainer.fast_dev_run:
+        return None
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint) and not isinstance(cb, LastCheckpoint):
+            for path in (cb.best_model_path, cb.last_model_path):
+                if path and Path(path).is_file():
+                    return path
+    return last_checkpoint(trainer)
 
 
 def check_output_dir(path: str | Path, key: str = "paths.output_dir") -> Path:

@@ -97,6 +97,8 @@ def test_train_then_resume_from_last_checkpoint_then_evaluate(tmp_path):
     first = tmp_path / "first"
     run_cli("rnnlab.train", "trainer.max_epochs=1", f"hydra.run.dir={first}", *FAST)
     last = first / "checkpoints" / "last.ckpt"
+    # every run keeps checkpoints/best.ckpt (tested, evaluate's input) and last.ckpt
+    assert read_metrics(first)["best_checkpoint"] == str(first / "checkpoints" / "best.ckpt")
     ckpt = torch.load(last, weights_only=True)
     steps_per_epoch = 64 // 16
     assert (ckpt["epoch"], ckpt["global_step"]) == (0, steps_per_epoch)
@@ -147,10 +149,12 @@ def test_auto_resume_restarts_a_finished_run_cleanly(tmp_path):
     """Re-running a finished run (DVC after a code change) trains afresh, keeps best.ckpt."""
     args = ("trainer.max_epochs=1", "ckpt_path=auto", f"hydra.run.dir={tmp_path}", *FAST)
     run_cli("rnnlab.train", *args)
-    run_cli("rnnlab.train", *args)
+    proc = run_cli("rnnlab.train", *args)
+    assert "last.ckpt was a finished run (fit_status='completed')" in proc.stderr
+    assert "resuming" not in proc.stderr
     assert (tmp_path / "checkpoints" / "stale" / "last.ckpt").is_file()
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")) == [
-        "epoch_000.ckpt",
+        "best.ckpt",
         "last.ckpt",
     ]
-    assert read_metrics(tmp_path)["best_checkpoint"].endswith("epoch_000.ckpt")
+    assert read_metrics(tmp_path)["best_checkpoint"].endswith("checkpoints/best.ckpt")

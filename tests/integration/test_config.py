@@ -1,11 +1,15 @@
-"""Config-level composition: every cell x activation x connection instantiates."""
+"""Config-level composition: every cell x activation x connection instantiates, and every
+dataset config's keys are parameters of the callables it names."""
 
+import inspect
 import itertools
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_object
 from omegaconf import OmegaConf, open_dict
 
 from rnnlab.config import config_dir, register_resolvers
@@ -17,6 +21,7 @@ CONF = Path(config_dir())
 CELLS = sorted(p.stem for p in (CONF / "model" / "cell").glob("*.yaml"))
 ACTS = sorted(p.stem for p in (CONF / "model" / "activation").glob("*.yaml"))
 CONNS = sorted(p.stem for p in (CONF / "model" / "connection").glob("*.yaml"))
+DATASETS = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
 
 
 def compose_cfg(overrides, tmp_path):
@@ -81,3 +86,28 @@ def test_full_product_instantiates(tmp_path):
 def test_experiments_compose(tmp_path, experiment):
     cfg = compose_cfg([f"experiment={experiment}"], tmp_path)
     build_task(cfg, build_datamodule(cfg.data))
+
+
+def _unknown_keys(block: dict, target) -> set[str]:
+    """Keys of a config block that ``target`` (a function or a class) does not take."""
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return set()
+    return set(block) - {"_target_"} - set(params)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_data_config_keys_are_parameters_of_its_targets(name):
+    """``prepare:`` keys are the builder's parameters, ``data:`` keys the DataModule's
+    ``__init__``'s; each target is imported by its dotted path, as Hydra would."""
+    path = CONF / "data" / f"{name}.yaml"
+    assert path.read_text().startswith("# @package _global_\n"), path
+    cfg = yaml.safe_load(path.read_text())
+    blocks = [("data", cfg["data"])] + ([("prepare", cfg["prepare"])] if "prepare" in cfg else [])
+    for key, block in blocks:
+        target = get_object(block["_target_"])
+        assert callable(target), f"{path}: {key}._target_={block['_target_']!r}"
+        unknown = _unknown_keys(block, target)
+        assert not unknown, (
+            f"{path}: {key} keys {sorted(unknown)} are not parameters of {block['_target_']}"
+        )

@@ -1,8 +1,10 @@
-"""SIGKILL a training run mid-epoch; the same command again resumes and ends exactly
+"""SIGKILL a training run right after an epoch that did not improve the monitored metric;
+the same command again resumes from that epoch (not from the best one) and ends exactly
 where an uninterrupted run ends (CPU: identical metrics and weights)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -16,9 +18,11 @@ import torch
 
 from tests.helpers import ROOT, read_metrics, run_cli
 
+EPOCHS = 4
 # Long enough epochs (32 steps) that the kill lands inside one; dropout and head
 # dropout so the random state matters, two layers so dropout applies; the default
-# callbacks (gradient-flow probe after each epoch's checkpoint draws random numbers too).
+# callbacks (the gradient-flow probe at each epoch's end draws random numbers too).
+# lr=0.01 makes val/mse move up and down (measured: epoch 1 is worse than epoch 0).
 ARGS = [
     "print_config=false",
     "data.num_train=512",
@@ -30,8 +34,9 @@ ARGS = [
     "model.num_layers=2",
     "model.dropout=0.2",
     "model.head_dropout=0.2",
+    "optim.optimizer.lr=0.01",
     "callbacks.progress_bar.refresh_rate=0",
-    "trainer.max_epochs=3",
+    f"trainer.max_epochs={EPOCHS}",
     "ckpt_path=auto",
     "logger=csv",
 ]
@@ -85,16 +90,49 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
+def _val_epochs(out: Path, key: str = "val/mse") -> list[tuple[int, float]]:
+    """(epoch, value) of every validation row in the run's CSV log, in file order."""
+    path = out / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [(int(r["epoch"]), float(r[key])) for r in csv.DictReader(f) if r.get(key)]
+
+
+def _first_non_improving_epoch(values: list[tuple[int, float]]) -> int:
+    """The first epoch (not the last one) whose value is no better than an earlier one."""
+    for i, (epoch, value) in enumerate(values[1:-1], start=1):
+        if value >= min(v for _, v in values[:i]):
+            return epoch
+    raise AssertionError(f"every epoch but the last improved val/mse: {values}; raise the lr")
+
+
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_same_command_resumes_to_identical_result(tmp_path):
+def test_sigkill_after_a_non_improving_epoch_resumes_from_it_to_identical_result(tmp_path):
     reference = tmp_path / "reference"
     run_cli("rnnlab.train", *ARGS, f"hydra.run.dir={reference}")
+    curve = _val_epochs(reference)
+    assert [e for e, _ in curve] == list(range(EPOCHS))
+    kill_at = _first_non_improving_epoch(curve)
 
     crashed = tmp_path / "crashed"
-    stored_epoch = kill_after_checkpoint(crashed, epoch=0)
-    assert stored_epoch < 2, "killed after the last epoch: nothing left to resume"
+    assert kill_after_checkpoint(crashed, epoch=kill_at) == kill_at
+    # last.ckpt is the last completed epoch, not a copy of the (earlier) best one
+    best_epoch = _ckpt_epoch(crashed / "checkpoints" / "best.ckpt")
+    assert best_epoch is not None and best_epoch < kill_at
+
     proc = run_cli("rnnlab.train", *ARGS, f"hydra.run.dir={crashed}")
-    assert "resuming interrupted run" in proc.stderr + proc.stdout
+    out = proc.stderr + proc.stdout
+    assert "resuming interrupted run from" in out
+    assert f"epoch {kill_at} was its last completed epoch" in out, out[-3000:]
+    assert f"training continues with epoch {kill_at + 1}" in out
+    # The resumed process trained exactly the epochs after the kill, with the reference's
+    # values. (Lightning's CSVLogger starts metrics.csv afresh when a run starts, so the
+    # file holds only what the resumed process logged.)
+    resumed_curve = _val_epochs(crashed)
+    assert [e for e, _ in resumed_curve] == list(range(kill_at + 1, EPOCHS))
+    for (_, got_value), (_, want_value) in zip(resumed_curve, curve[kill_at + 1 :]):
+        assert abs(got_value - want_value) <= 1e-6
 
     want, got = read_metrics(reference), read_metrics(crashed)
     assert (got["epoch"], got["global_step"]) == (want["epoch"], want["global_step"])
@@ -107,7 +145,10 @@ def test_sigkill_mid_epoch_then_same_command_resumes_to_identical_result(tmp_pat
         assert torch.allclose(w_ref[key].float(), w_res[key].float(), rtol=0, atol=1e-6), key
     # the best-so-far tracker covers the epochs before the crash too
     assert got["metrics"]["val/mse_best"] == want["metrics"]["val/mse_best"]
-    assert Path(got["best_checkpoint"]).name == Path(want["best_checkpoint"]).name
+    assert Path(got["best_checkpoint"]).name == Path(want["best_checkpoint"]).name == "best.ckpt"
+    assert _ckpt_epoch(crashed / "checkpoints" / "best.ckpt") == _ckpt_epoch(
+        reference / "checkpoints" / "best.ckpt"
+    )
 
 
 # --- which last.ckpt ckpt_path=auto resumes, and which it sets aside as stale ------------
@@ -117,7 +158,7 @@ def _auto_case(tmp_path, compose_cfg, *, change: str | None, processed: bool = F
     from omegaconf import OmegaConf
 
     from rnnlab.checkpoints import code_fingerprint
-    from rnnlab.train import resolve_ckpt_path
+    from rnnlab.resume import resolve_ckpt_path
 
     data = ["data=csv", f"data.data_dir={tmp_path / 'data'}"] if processed else []
     cfg = compose_cfg(tmp_path, "trainer.max_epochs=3", "ckpt_path=auto", *data)
@@ -141,8 +182,12 @@ def _auto_case(tmp_path, compose_cfg, *, change: str | None, processed: bool = F
         del ckpt["rnnlab"]
     elif change == "data":
         ckpt["ProcessedDataModule"]["checksums"]["train.pt"] = "f" * 64
-    elif change == "finished":
+    elif change in ("completed", "diverged"):  # recorded by the run, at any epoch
+        ckpt["rnnlab"]["fit_status"] = change
+    elif change == "last_epoch":  # killed after the last epoch's save, before the record
         ckpt["epoch"] = 2
+    elif change == "early_stopped":  # ditto, after early stopping stopped it
+        ckpt["callbacks"] = {"EarlyStopping{'monitor': 'val/loss'}": {"stopped_epoch": 1}}
     last = tmp_path / "checkpoints" / "last.ckpt"
     last.parent.mkdir()
     torch.save(ckpt, last)
@@ -157,19 +202,31 @@ def test_auto_resumes_an_interrupted_run_of_the_same_config_code_and_data(
     assert resolved == str(last)
 
 
+@pytest.mark.parametrize("change", ["last_epoch", "early_stopped"])
+def test_auto_takes_finished_from_the_run_record_not_from_epoch_numbers(
+    tmp_path, compose_cfg, change
+):
+    """A last.ckpt without a recorded fit_status is an interrupted run, whatever its
+    epoch or early-stopping state (Lightning then ends the fit at once and tests)."""
+    resolved, last = _auto_case(tmp_path, compose_cfg, change=change)
+    assert resolved == str(last)
+
+
 @pytest.mark.parametrize(
     "change, processed",
     [
         ("config", False),
         ("code", False),
         ("unrecorded_code", False),
-        ("finished", False),
+        ("completed", False),
+        ("diverged", False),
         ("data", True),
     ],
 )
 def test_auto_sets_stale_checkpoints_aside(tmp_path, compose_cfg, change, processed):
     """The stale-resume bug: an interrupted run's last.ckpt written by older code (or
-    for a re-prepared dataset) was resumed because only the config was compared."""
+    for a re-prepared dataset) was resumed because only the config was compared. A run
+    that recorded the end of its fit (completed or diverged) is finished at any epoch."""
     resolved, last = _auto_case(tmp_path, compose_cfg, change=change, processed=processed)
     assert resolved is None
     assert not last.exists() and (last.parent / "stale" / "last.ckpt").is_file()
@@ -182,3 +239,38 @@ def test_checkpoints_record_code_and_data_fingerprints(tmp_path, compose_cfg):
     train(compose_cfg(tmp_path, "trainer.max_epochs=1", "test=false"))
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["rnnlab"]["code_sha256"] == code_fingerprint()
+
+
+def test_finished_run_records_it_in_last_ckpt_and_auto_starts_fresh(tmp_path, compose_cfg):
+    """The issue's measurement: a finished run whose best epoch is not its last was taken
+    for an interrupted one and resumed from the best epoch, retraining the epochs after it.
+    Now last.ckpt is the last epoch, carries fit_status, and a re-run starts fresh."""
+    from rnnlab.resume import resolve_ckpt_path
+    from rnnlab.train import train
+
+    cfg = compose_cfg(tmp_path, "trainer.max_epochs=3", "ckpt_path=auto", "test=false")
+    train(cfg)
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
+    last = torch.load(ckpts / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2 and last["rnnlab"]["fit_status"] == "completed"
+    best = torch.load(ckpts / "best.ckpt", weights_only=True)
+    assert best["epoch"] <= 2 and "fit_status" not in best["rnnlab"]
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["best_checkpoint"].endswith("best.ckpt")
+
+    assert resolve_ckpt_path(cfg) is None
+    assert sorted(p.name for p in (ckpts / "stale").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert not list(ckpts.glob("*.ckpt"))
+
+
+def test_auto_sets_aside_a_best_ckpt_left_without_last_ckpt(tmp_path, compose_cfg):
+    """Killed between epoch 0's best.ckpt and last.ckpt: the fresh run must not find a
+    best.ckpt in its way (Lightning would write best-v1.ckpt)."""
+    from rnnlab.resume import resolve_ckpt_path
+
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    torch.save({"epoch": 0}, ckpts / "best.ckpt")
+    assert resolve_ckpt_path(compose_cfg(tmp_path, "ckpt_path=auto")) is None
+    assert (ckpts / "stale" / "best.ckpt").is_file() and not (ckpts / "best.ckpt").exists()

@@ -71,8 +71,8 @@ def test_evaluate_refuses_pickled_payload(tmp_path):
 @pytest.mark.parametrize("how", ["explicit", "auto"])
 def test_train_refuses_pickled_payload_when_resuming(tmp_path, compose_cfg, how):
     """ckpt_path=<file> and ckpt_path=auto (a tampered last.ckpt in the run dir) are
-    checked before Lightning sees them (train() calls resolve_ckpt_path first)."""
-    from rnnlab.train import resolve_ckpt_path
+    checked before Lightning sees them (train() calls rnnlab.resume.resolve_ckpt_path first)."""
+    from rnnlab.resume import resolve_ckpt_path
 
     bad, marker = _poisoned_checkpoint(tmp_path)
     cfg = compose_cfg(tmp_path, f"ckpt_path={bad if how == 'explicit' else 'auto'}")

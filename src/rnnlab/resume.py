@@ -1,0 +1,129 @@
+"""Where a run starts: ``ckpt_path`` resolved, and the record that tells a finished run
+from an interrupted one.
+
+``ckpt_path`` takes
+
+* ``null``: train from scratch;
+* a file: continue from that checkpoint (its epoch and global step), after checking
+  it loads with ``weights_only=True`` (:func:`rnnlab.checkpoints.load_checkpoint`);
+* ``last``: Lightning's own lookup of ``last.ckpt`` in the checkpoint directory;
+* ``auto``: continue ``<output_dir>/checkpoints/last.ckpt`` if, and only if, it is an
+  *interrupted* run of the same config, code and data; anything else starts fresh.
+
+DVC keeps both checkpoints of a train stage (``persist: true``) and runs it with
+``ckpt_path=auto``, so an interrupted ``dvc repro`` resumes where it stopped, while a
+stage DVC re-runs because a parameter, the code or the data changed starts over.
+
+Finished or interrupted is not guessed (from epoch numbers or early-stopping state): the
+run records it. ``last.ckpt`` holds the last completed epoch
+(:class:`rnnlab.checkpoints.LastCheckpoint`); when ``trainer.fit`` ends — all epochs done,
+early stopping, or training diverged — :func:`record_fit_end` writes
+``checkpoint["rnnlab"]["fit_status"]`` into that same file. A run killed before that has
+no ``fit_status`` and is resumed; one with a ``fit_status`` is finished and starts fresh.
+Checkpoints set aside move to ``checkpoints/stale/``, so the new run's ``best.ckpt`` is
+not renamed ``best-v1.ckpt`` by Lightning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.trainer.states import TrainerStatus
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.checkpoints import (
+    AtomicCheckpointIO,
+    code_fingerprint,
+    last_checkpoint,
+    load_checkpoint,
+)
+from rnnlab.compat import upgrade_targets
+
+log = logging.getLogger(__name__)
+
+# The run-config keys that make two runs the same run (the rest: logging, paths, …).
+SAME_RUN_KEYS = ("model", "optim", "data", "task", "seed", "trainer")
+FIT_STATUSES = ("completed", "diverged")
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """The ``ckpt_path`` to hand ``trainer.fit`` (see the module docstring)."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path != "auto":
+        if ckpt_path and ckpt_path != "last":
+            load_checkpoint(ckpt_path)  # missing, or pickled code: an error naming the file
+        return ckpt_path
+    ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if not last.is_file():
+        if any(ckpt_dir.glob("*.ckpt")):  # killed between best.ckpt and last.ckpt of epoch 0
+            set_aside(ckpt_dir, "left without a last.ckpt")
+        return None
+    ckpt = load_checkpoint(last)
+    reason = stale_reason(ckpt, cfg)
+    if reason is None:
+        epoch = int(ckpt.get("epoch", -1))
+        log.info(
+            "resuming interrupted run from %s: epoch %d was its last completed epoch; "
+            "training continues with epoch %d",
+            last,
+            epoch,
+            epoch + 1,
+        )
+        return str(last)
+    set_aside(ckpt_dir, f"{last.name} was {reason}")
+    return None
+
+
+def stale_reason(ckpt: dict[str, Any], cfg: DictConfig) -> str | None:
+    """Why ``ckpt`` (a ``last.ckpt``) is not a run to continue, or None if it is one."""
+    record = ckpt.get("rnnlab", {})
+    if record.get("fit_status"):
+        return f"a finished run (fit_status={record['fit_status']!r})"
+    stored = ckpt.get("hyper_parameters", {}).get("run_config", {})
+    stored = upgrade_targets(stored, "checkpoint run_config")  # targets renamed since
+    current = OmegaConf.to_container(cfg, resolve=True)
+    if not all(stored.get(k) == current.get(k) for k in SAME_RUN_KEYS):
+        return "written by a different config"
+    if record.get("code_sha256") != code_fingerprint():
+        return "written by other (or unrecorded) rnnlab code"
+    if "ProcessedDataModule" in ckpt and cfg.data.get("data_dir"):
+        meta = Path(cfg.data.data_dir) / "meta.json"
+        data_now = json.loads(meta.read_text()).get("checksums") if meta.is_file() else None
+        if ckpt["ProcessedDataModule"].get("checksums") != data_now:
+            return "trained on other data (the dataset was prepared again)"
+    return None
+
+
+def set_aside(ckpt_dir: Path, why: str) -> None:
+    """Move every ``*.ckpt`` in ``ckpt_dir`` to ``ckpt_dir/stale/`` and say why."""
+    stale = ckpt_dir / "stale"
+    stale.mkdir(exist_ok=True)
+    for old in ckpt_dir.glob("*.ckpt"):
+        old.replace(stale / old.name)
+    log.info("%s; moved its checkpoints to %s and starting fresh", why, stale)
+
+
+def record_fit_end(trainer: L.Trainer, status: str) -> None:
+    """Write ``fit_status`` into the run's ``last.ckpt`` once ``trainer.fit`` has ended.
+
+    ``status``: ``completed`` (fit returned: every epoch ran or early stopping stopped
+    it) or ``diverged`` (a non-finite loss stopped it; last.ckpt is the last good
+    epoch). An interrupted fit (SIGKILL, or Ctrl-C, which Lightning turns into exit 1)
+    never gets here, and a fit that returned without finishing is not recorded. Rank 0
+    rewrites the file atomically; the weights are unchanged.
+    """
+    if status not in FIT_STATUSES:
+        raise ValueError(f"fit status {status!r}; valid: {', '.join(FIT_STATUSES)}")
+    if status == "completed" and trainer.state.status != TrainerStatus.FINISHED:
+        return
+    path = last_checkpoint(trainer)
+    if path is None or not trainer.is_global_zero:
+        return
+    ckpt = load_checkpoint(path)
+    ckpt["rnnlab"] = {**ckpt.get("rnnlab", {}), "fit_status": status}
+    AtomicCheckpointIO().save_checkpoint(ckpt, path)
