@@ -32,6 +32,11 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("rnnlab_pid", lambda: str(os.getpid()), use_cache=True)
     if not OmegaConf.has_resolver("rnnlab_direction"):
         OmegaConf.register_new_resolver("rnnlab_direction", optuna_direction)
+    # ${rnnlab_data_name:<kind>,${prepare.path},...}: a bring-your-own dataset's default name.
+    from rnnlab.data.naming import RESOLVER, data_name
+
+    if not OmegaConf.has_resolver(RESOLVER):
+        OmegaConf.register_new_resolver(RESOLVER, data_name)
 
 
 def optuna_direction(mode: str) -> str:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rnnlab.data.speech.folder import build_audio_folder, warn_shared_speakers
+from rnnlab.data.speech.assign import warn_shared_speakers
+from rnnlab.data.speech.folder import build_audio_folder
 from rnnlab.errors import DataError
 
 
@@ -136,7 +137,7 @@ def test_hash_split_fraction_rule_and_empty_split(tmp_path):
 
 def test_shared_speaker_warning_names_all_or_counts_the_rest(caplog):
     many = [f"s{i}" for i in range(8)]
-    with caplog.at_level(logging.WARNING, logger="rnnlab.data.speech.folder"):
+    with caplog.at_level(logging.WARNING, logger="rnnlab.data.speech.assign"):
         warn_shared_speakers({"train": many, "val": many[:6], "test": ["x", "y"]}, "m.csv")
         warn_shared_speakers({"train": ["a"], "val": ["b"], "test": ["c"]}, "m.csv")
     assert len(caplog.records) == 1
@@ -151,7 +152,7 @@ def test_given_splits_sharing_speakers_warn(tmp_path, caplog):
     rows = ["path,label,speaker,split", "0.wav,a,alice,train", "1.wav,a,alice,val"]
     rows.append("2.wav,a,bob,test")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    with caplog.at_level(logging.WARNING, logger="rnnlab.data.speech.folder"):
+    with caplog.at_level(logging.WARNING, logger="rnnlab.data.speech.assign"):
         _, meta = build_audio_folder(manifest=tmp_path / "m.csv", normalize=False)
     assert meta["speakers"] == {"train": ["alice"], "val": ["alice"], "test": ["bob"]}
     assert "train/val: 1 (alice)" in caplog.text

@@ -1,7 +1,9 @@
 """Real audio files: reading (any rate, mono or stereo), the bad-file rule, featurising.
 
 Audio is read with ``soundfile`` (torchaudio >= 2.9 ``load`` needs torchcodec + FFmpeg),
-mixed to mono and resampled to the front end's rate. A file that cannot be used raises
+mixed to mono and resampled to the front end's rate (logged once per dataset with both
+rates and the number of files: ``resampling 8000 Hz -> 16000 Hz (12 files)``). A file
+that cannot be used raises
 :class:`BadAudio` with a reason key (``missing``, ``empty``, ``unreadable``,
 ``non_finite``, ``too_short``); :func:`featurize_items` hands it to the dataset's
 :class:`~rnnlab.data.bad_input.BadInput`, which skips and counts it in
@@ -10,6 +12,8 @@ mixed to mono and resampled to the front end's rate. A file that cannot be used 
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ from rnnlab.data.speech.features import FeatureExtractor, FeatureParams, fix_len
 from rnnlab.data.splits import SPLITS
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+log = logging.getLogger(__name__)
 
 
 class BadAudio(Exception):
@@ -34,8 +39,10 @@ class BadAudio(Exception):
         self.reason = reason
 
 
-def read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Read any soundfile-supported file as mono float32 at ``sample_rate``; raise BadAudio."""
+def read_audio(path: Path, sample_rate: int, rates: Counter | None = None) -> np.ndarray:
+    """Read any soundfile-supported file as mono float32 at ``sample_rate``; raise BadAudio.
+
+    ``rates`` (optional) counts the files read per native sample rate."""
     if not path.is_file():
         raise BadAudio("missing", "file not found")
     if path.stat().st_size == 0:
@@ -49,6 +56,8 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     if not np.isfinite(data).all():
         raise BadAudio("non_finite", "audio contains NaN or infinite samples")
     mono = data.mean(axis=1)
+    if rates is not None:
+        rates[int(sr)] += 1
     return resample(torch.from_numpy(np.ascontiguousarray(mono)), int(sr), sample_rate).numpy()
 
 
@@ -71,13 +80,15 @@ def featurize_items(
 ) -> list[tuple[AudioItem, torch.Tensor]]:
     """(item, (frames, F) features) for every usable item, in order; a bad file goes to
     ``bad`` (skipped and counted, or a DataError naming it). ``clip_seconds`` pads or
-    centre-crops every clip to that length; a clip shorter than one window is bad."""
+    centre-crops every clip to that length; a clip shorter than one window is bad.
+    Resampling is logged once, after the last file (:func:`log_resampling`)."""
     extractor = FeatureExtractor(fp)
     length = None if clip_seconds is None else round(clip_seconds * fp.sample_rate)
     out = []
+    rates: Counter = Counter()
     for item in items:
         try:
-            wave = read_audio(item.path, fp.sample_rate)
+            wave = read_audio(item.path, fp.sample_rate, rates)
             if length is not None:
                 wave = fix_length(wave, length)
             if len(wave) < fp.win_length:
@@ -86,7 +97,17 @@ def featurize_items(
             bad(e.reason, item.where, str(e), _HINTS.get(e.reason, ""))
             continue
         out.append((item, extractor(torch.from_numpy(np.ascontiguousarray(wave)))))
+    log_resampling(rates, fp.sample_rate, bad.where)
     return out
+
+
+def log_resampling(rates: Counter, sample_rate: int, where: str) -> None:
+    """One line naming every native rate that was resampled, the target rate and the
+    number of files, e.g. ``m.csv: resampling 8000 Hz -> 16000 Hz (12 files)``."""
+    other = sorted((sr, n) for sr, n in rates.items() if sr != sample_rate)
+    if other:
+        parts = [f"{sr} Hz -> {sample_rate} Hz ({n} file{'s' * (n != 1)})" for sr, n in other]
+        log.info("%s: resampling %s", where, ", ".join(parts))
 
 
 _HINTS = {

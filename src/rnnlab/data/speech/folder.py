@@ -1,9 +1,13 @@
 """Bring your own audio: ``<root>/<label>/*.wav`` folders or a manifest CSV.
 
-Where each file goes, in order of precedence:
+The source: ``root`` or ``manifest`` (:mod:`~rnnlab.data.speech.manifest`; not both);
+with neither, the documented default folder ``<raw_dir>/audio_folder``.
+
+Where each file goes (:mod:`~rnnlab.data.speech.assign`), in order of precedence:
 
 1. the manifest's ``split`` column (any spelling :func:`~rnnlab.data.splits.canonical_split`
-   accepts: train, val/valid/dev/validation, test);
+   accepts: train, val/valid/dev/validation, test); given train and test without val,
+   val is carved from train (by speaker when speakers are known, else by hash);
 2. else, when speakers are known (a manifest ``speaker`` column, or ``speaker_pattern``
    on the file name), whole speakers go to one split
    (:func:`~rnnlab.data.splits.split_groups`, seeded);
@@ -17,31 +21,24 @@ takes a val/test slot. Bad files and rows follow ``on_bad_input``
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnlab.data.bad_input import BadInput, check_mode, location
+from rnnlab.data.bad_input import BadInput, check_mode
 from rnnlab.data.format import Split
+from rnnlab.data.speech.assign import assign_splits
 from rnnlab.data.speech.audio import AUDIO_EXTENSIONS, AudioItem, featurize_items, group_splits
 from rnnlab.data.speech.features import FeatureParams, normalize_splits, single_thread
-from rnnlab.data.splits import (
-    SPLITS,
-    canonical_split,
-    check_fractions,
-    hash_split,
-    name_list,
-    require_nonempty,
-    shared_groups,
-    split_groups,
-)
+from rnnlab.data.speech.manifest import read_manifest
+from rnnlab.data.splits import require_nonempty
 from rnnlab.errors import DataError
 
 log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = "path,label[,speaker][,split]"
+DEFAULT_FOLDER = "audio_folder"  # <raw_dir>/audio_folder when neither root nor manifest
 
 
 # --------------------------------------------------------------------------- sources
@@ -82,52 +79,6 @@ def scan_folder(
     return items
 
 
-def read_manifest(manifest: Path) -> list[AudioItem]:
-    """Rows of a CSV with a ``path,label[,speaker][,split]`` header (blank rows ignored).
-
-    Relative paths are resolved against the manifest's folder. A malformed row (field
-    count, empty label or path, unknown split) is a DataError naming ``file:line``.
-    """
-    if not manifest.is_file():
-        raise DataError(f"audio_folder.manifest={str(manifest)!r} not found")
-    with open(manifest, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise DataError(f"{manifest}: empty manifest; expected a header {MANIFEST_COLUMNS}")
-    header = [h.strip().lower() for h in rows[0]]
-    if "path" not in header or "label" not in header:
-        raise DataError(
-            f"{manifest}: header {rows[0]} must contain 'path' and 'label' "
-            "(optional: 'speaker', 'split')"
-        )
-    col = {h: i for i, h in enumerate(header)}
-    items = []
-    for n, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
-        where = location(manifest, n)
-        if len(row) != len(header):
-            raise DataError(f"{where}: {len(row)} fields, header has {len(header)}")
-        cells = {h: (row[i].strip() or None) for h, i in col.items()}
-        split = cells.get("split")
-        if split is not None and canonical_split(split) is None:
-            raise DataError(f"{where}: split={split!r}; valid: {', '.join(SPLITS)}")
-        for key in ("label", "path"):
-            if not cells[key]:
-                raise DataError(f"{where}: empty {key}")
-        path = Path(cells["path"])
-        items.append(
-            AudioItem(
-                path if path.is_absolute() else manifest.parent / path,
-                cells["label"],
-                cells.get("speaker"),
-                canonical_split(split) if split is not None else None,
-                f"{where} ({path})",
-            )
-        )
-    return items
-
-
 # --------------------------------------------------------------------------- splits
 def speaker_regex(pattern: str, where: str) -> re.Pattern[str]:
     """``speaker_pattern`` compiled, or a DataError naming it (before any file is read)."""
@@ -162,53 +113,6 @@ def speakers_from_names(
     return kept
 
 
-def assign_splits(
-    items: list[AudioItem], val_fraction: float, test_fraction: float, seed: int, where: str
-) -> dict[str, list[str]] | None:
-    """Fill every ``item.split`` (see the module docstring); the speakers of each split,
-    or None when speakers are unknown (hash split)."""
-    with_speaker = [it for it in items if it.speaker is not None]
-    if not with_speaker:
-        check_fractions(val_fraction, test_fraction, where)
-        for it in items:
-            if it.split is None:
-                it.split = hash_split(f"{it.label}/{it.path.name}", val_fraction, test_fraction)
-        return None
-    if len(with_speaker) != len(items):
-        missing = next(it for it in items if it.speaker is None)
-        raise DataError(
-            f"{missing.where}: no speaker, but other entries have one; give every "
-            "entry a speaker or none"
-        )
-    unsplit = sorted({it.speaker for it in items if it.split is None})
-    mixed = sorted(set(unsplit) & {it.speaker for it in items if it.split is not None})
-    if mixed:
-        raise DataError(
-            f"{where}: speaker(s) {name_list(mixed)} have entries with and without a split; "
-            "give all of a speaker's entries a split, or none"
-        )
-    if unsplit:
-        assignment = split_groups(unsplit, val_fraction, test_fraction, seed)
-        split_of = {s: k for k, ss in assignment.items() for s in ss}
-        for it in items:
-            if it.split is None:
-                it.split = split_of[it.speaker]
-    speakers = {k: sorted({it.speaker for it in items if it.split == k}) for k in SPLITS}
-    warn_shared_speakers(speakers, where)
-    return speakers
-
-
-def warn_shared_speakers(speakers: dict[str, list[str]], where: str) -> None:
-    """One warning naming every pair of splits that shares speakers (given splits only:
-    assigned ones are disjoint by construction)."""
-    shared = shared_groups(speakers)
-    if shared:
-        pairs = "; ".join(
-            f"{pair}: {len(names)} ({name_list(names)})" for pair, names in shared.items()
-        )
-        log.warning("%s: the given splits share speakers, %s", where, pairs)
-
-
 # --------------------------------------------------------------------------- builder
 @single_thread()
 def build_audio_folder(
@@ -227,7 +131,8 @@ def build_audio_folder(
     features: dict[str, Any] | None = None,
     normalize: bool = True,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
-    """Bring your own audio: ``<root>/<label>/*.wav`` or a manifest CSV.
+    """Bring your own audio: ``<root>/<label>/*.wav`` or a manifest CSV (neither:
+    ``<raw_dir>/audio_folder``).
 
     Manifest columns: ``path,label[,speaker][,split]``; relative paths are resolved against
     the manifest's directory. Any rate, mono or stereo (mixed to mono, resampled). Splits
@@ -238,11 +143,14 @@ def build_audio_folder(
     (``on_bad_input=skip``) or raise a DataError naming the file (``error``).
     """
     check_mode(on_bad_input, "audio_folder")
-    if (root is None) == (manifest is None):
+    if root is not None and manifest is not None:
         raise DataError(
-            f"audio_folder: give exactly one of root= (<root>/<label>/*.wav) or "
-            f"manifest= (CSV {MANIFEST_COLUMNS}); got root={root!r}, manifest={manifest!r}"
+            f"audio_folder: give one of root= (<root>/<label>/*.wav) or "
+            f"manifest= (CSV {MANIFEST_COLUMNS}), not both; got root={root!r}, "
+            f"manifest={manifest!r}"
         )
+    if root is None and manifest is None:
+        root = Path(raw_dir or "data/raw") / DEFAULT_FOLDER
     where = str(manifest or root)
     bad = BadInput(on_bad_input, where)
     fp = FeatureParams(**(features or {}))
@@ -259,7 +167,8 @@ def build_audio_folder(
     kept = [it for it, _ in pairs]
     if regex is not None:
         kept = speakers_from_names(kept, regex, bad)
-    speakers = assign_splits(kept, val_fraction, test_fraction, seed, where)
+    split_info = assign_splits(kept, val_fraction, test_fraction, seed, where)
+    speakers = split_info.pop("speakers")
     ids = {id(it) for it in kept}
     splits = group_splits([(it, x) for it, x in pairs if id(it) in ids], label_list)
     require_nonempty(
@@ -277,7 +186,7 @@ def build_audio_folder(
         "normalization": normalize_splits(splits, normalize),
         "speakers": speakers,
         "speaker_definition": "manifest/speaker_pattern" if speakers else None,
-        "split_method": "speaker" if speakers else "hash",
+        **split_info,
         "skipped": bad.counts,
         "source": {
             "root": str(root) if root else None,

@@ -12,6 +12,11 @@ Kinds (``TOKENIZER_KINDS``):
 * ``bpe``: byte-pair merges over words, up to ``vocab_size`` (default 8000).
 
 Every kind NFC-normalises first (and lower-cases with ``lowercase=True``).
+
+Speech-recognition targets use :func:`train_piece_tokenizer` instead: BPE or unigram
+subword pieces with a ``<unk>`` = 0 special only (CTC needs no padding token) and the
+SentencePiece word-boundary marker ``▁`` at the start of each word, so a decoded text is
+``"".join(pieces).replace("▁", " ").strip()``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from rnnlab.errors import DataError
 
@@ -29,6 +34,10 @@ PAD_ID, UNK_ID = 0, 1
 TOKENIZER_KINDS = ("char", "word", "bpe")
 TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_BPE_VOCAB = 8000
+PIECE_KINDS = ("bpe", "unigram")
+PIECE_UNK = "<unk>"
+WORD_BOUNDARY = "\u2581"  # "▁", as in SentencePiece
+DEFAULT_PIECE_VOCAB = 256
 
 
 def _model_and_trainer(
@@ -92,3 +101,36 @@ def load_tokenizer(data_dir: str | Path) -> Tokenizer:
     if not path.is_file():
         raise DataError(f"{path}: tokenizer not found; re-run the prepare stage")
     return Tokenizer.from_file(str(path))
+
+
+def train_piece_tokenizer(
+    texts: Iterable[str], kind: str = "bpe", vocab_size: int | None = None
+) -> Tokenizer:
+    """BPE or unigram pieces trained on ``texts`` (TRAIN transcripts only): ``<unk>`` = 0,
+    then the pieces; words start with :data:`WORD_BOUNDARY` (Metaspace).
+
+    ``vocab_size`` (default :data:`DEFAULT_PIECE_VOCAB`, ``<unk>`` included) is an upper
+    bound: a small corpus may give fewer pieces.
+    """
+    if kind not in PIECE_KINDS:
+        raise DataError(f"piece tokenizer kind={kind!r}; valid: {', '.join(PIECE_KINDS)}")
+    size = int(vocab_size or DEFAULT_PIECE_VOCAB)
+    if size < 2:
+        raise DataError(f"vocab_size={vocab_size!r} is too small for {kind} pieces; use >= 2")
+    if kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=PIECE_UNK))
+        trainer: Any = trainers.BpeTrainer(
+            vocab_size=size, special_tokens=[PIECE_UNK], show_progress=False
+        )
+    else:
+        tok = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(
+            vocab_size=size, special_tokens=[PIECE_UNK], unk_token=PIECE_UNK, show_progress=False
+        )
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=WORD_BOUNDARY, prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement=WORD_BOUNDARY, prepend_scheme="always")
+    tok.train_from_iterator(list(texts), trainer)
+    if tok.token_to_id(PIECE_UNK) != 0:  # pragma: no cover
+        raise DataError(f"{kind} tokenizer training broke the <unk>=0 convention")
+    return tok
