@@ -7,7 +7,7 @@ For 2 and 3 layers, cells lstm/gru/rnn, activations tanh and gelu and each shape
 (T, B, I, H), it times, interleaved in one process (median of ``--repeats`` after
 warm-up; forward under no_grad and forward+backward of ``out.sum()``):
 (a) ``autograd_loop``: the per-step autograd loop the connection used to run (kept as
-    ``_FeedbackDirection._reference_forward``);
+    ``_FeedbackDirection._autograd_oracle``);
 (b) ``fast_path``: the gated-feedback kernel (nn/kernels/gated_feedback*);
 and, as a point of reference, (c) ``nn_stack``: a plain stack of fused
 ``nn.LSTM/GRU/RNN`` layers (tanh) at the same shape, which has no feedback at all.
@@ -67,7 +67,7 @@ def implementations(cell: str, layers: int, inp: int, hidden: int) -> dict[tuple
 
         def loop(x, d=direction, s=stack):
             lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
-            return d._reference_forward(x, lengths, s.dropout)[0]
+            return d._autograd_oracle(x, lengths, s.dropout)[0]
 
         impls[("autograd_loop", act)] = loop
         impls[("fast_path", act)] = lambda x, s=stack: s(x)[0]

@@ -1,4 +1,4 @@
-"""Long-dependency probes generated on the fly (notes/connections.md).
+"""Long-dependency probes generated on the fly (docs/equations.md, "Long-dependency probes").
 
 * adding problem: input T x 2; channel 0 uniform in [0, 1], channel 1 marks exactly two
   positions (one in each half) with 1; target = sum of the two marked values. Always

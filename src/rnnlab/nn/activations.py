@@ -4,7 +4,8 @@ Cells look activations up by name so a config can say ``activation: gelu``. Unkn
 names fail when the model is built, with the list of valid names, never mid-training.
 The recurrent kernels' hand-written backward needs f'(x) from the saved pre-activation
 x: ``DERIVATIVES`` holds it for every name, and ``KERNEL_CODES`` numbers each name the
-way the C++ kernel (nn/kernels/recurrence.cpp) does.
+way the C++ kernels do (``enum Act`` in nn/kernels/common.h). The formulas each slot
+takes are in docs/equations.md.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ DERIVATIVES: dict[str, Activation] = {
     "hard_sigmoid": lambda x: ((x >= -2.5) & (x <= 2.5)).to(x.dtype) * 0.2,
 }
 
-# Activation codes of the C++ kernel (enum Act in nn/kernels/recurrence.cpp).
+# Activation codes of the C++ kernels (enum Act in nn/kernels/common.h).
 KERNEL_CODES: dict[str, int] = {
     "tanh": 0,
     "relu": 1,

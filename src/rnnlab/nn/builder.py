@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rnnlab.nn.activations import get_activation, get_gate_activation
-from rnnlab.nn.cells import CellActivations
+from rnnlab.nn.cells import CELLS, INITS, CellActivations
 from rnnlab.nn.connections import CONNECTIONS, LayerSpec, ParallelConnection, RecurrentStack
 
 STACK_DEFAULTS: dict[str, Any] = {
@@ -107,14 +107,14 @@ def check_stack_config(cfg: Mapping[str, Any], where: str = "model") -> None:
         return
     _positive_int(c["hidden_size"], f"{where}.hidden_size")
     _positive_int(c["num_layers"], f"{where}.num_layers")
-    _check_choice(c["cell"], ("rnn", "lstm", "gru"), f"{where}.cell")
+    _check_choice(c["cell"], CELLS, f"{where}.cell")
     get_activation(c["activation"], key=f"{where}.activation")
     get_gate_activation(c["gate_activation"], key=f"{where}.gate_activation")
     if c["cell_activation"] is not None:
         get_activation(c["cell_activation"], key=f"{where}.cell_activation")
     _bool(c["bidirectional"], f"{where}.bidirectional")
     _probability(c["dropout"], f"{where}.dropout")
-    _check_choice(c["init"], ("default", "orthogonal", "identity"), f"{where}.init")
+    _check_choice(c["init"], INITS, f"{where}.init")
     if c["forget_bias"] is not None:
         _number(c["forget_bias"], f"{where}.forget_bias")
     if c["fused"] not in ("auto", True, False):
@@ -158,11 +158,11 @@ def build_stack(input_size: int, cfg: Mapping[str, Any], *, where: str = "model"
     num_layers = _positive_int(c["num_layers"], f"{where}.num_layers")
     _positive_int(input_size, f"{where} input size")
     spec = LayerSpec(
-        cell=_check_choice(c["cell"], ("rnn", "lstm", "gru"), f"{where}.cell"),
+        cell=_check_choice(c["cell"], CELLS, f"{where}.cell"),
         hidden_size=hidden,
         activations=CellActivations(c["activation"], c["gate_activation"], c["cell_activation"]),
         bidirectional=bool(c["bidirectional"]),
-        init=_check_choice(c["init"], ("default", "orthogonal", "identity"), f"{where}.init"),
+        init=_check_choice(c["init"], INITS, f"{where}.init"),
         forget_bias=c["forget_bias"],
         fused=c["fused"],
     )

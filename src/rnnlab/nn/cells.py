@@ -1,4 +1,4 @@
-"""Recurrent cells (Elman, LSTM, GRU) with pluggable activations.
+"""Recurrent cells (Elman, LSTM, GRU) with pluggable activations (docs/equations.md).
 
 The math is split the way a fast recurrence needs it: ``W x_t + b_ih`` for every step is
 one matrix product computed before the loop (``gx``), and each step only adds the
@@ -21,7 +21,12 @@ from torch import nn
 from rnnlab.nn.activations import Activation, get_activation, get_gate_activation
 
 CELLS = ("rnn", "lstm", "gru")
+# Gate blocks of weight_ih / weight_hh rows, in PyTorch's order (LSTM i, f, g, o; GRU r, z, n).
 NUM_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# Index of the candidate's block (Elman: the whole pre-activation, LSTM g, GRU n): the
+# recurrent term the gated-feedback connection replaces.
+CANDIDATE_BLOCK = {"rnn": 0, "lstm": 2, "gru": 2}
+INITS = ("default", "orthogonal", "identity")
 State = tuple[torch.Tensor, ...]
 
 
@@ -56,6 +61,20 @@ class CellActivations:
     @property
     def sigma(self) -> Activation:
         return get_gate_activation(self.gate_activation)
+
+    @property
+    def kernel_names(self) -> tuple[str, str, str]:
+        """(phi, phi_c, sigma) names, as the kernels take them (phi_c resolved)."""
+        return (self.activation, self.cell_activation or self.activation, self.gate_activation)
+
+    def describe(self, cell: str) -> str:
+        """The slots ``cell`` uses, for a repr: Elman has no gates, only LSTM has phi_c."""
+        parts = [f"activation={self.activation}"]
+        if cell != "rnn":
+            parts.append(f"gate_activation={self.gate_activation}")
+        if cell == "lstm":
+            parts.append(f"cell_activation={self.kernel_names[1]}")
+        return ", ".join(parts)
 
     def is_fused_default(self, cell: str) -> bool:
         """True when PyTorch's fused kernels compute exactly this cell."""
@@ -137,7 +156,7 @@ def init_recurrent_weights(
             bias_hh.zero_()
         else:
             raise ValueError(
-                f"init={init!r} is not a known initialisation; valid: default, orthogonal, identity"
+                f"init={init!r} is not a known initialisation; valid: {', '.join(INITS)}"
             )
         if forget_bias is not None and cell == "lstm":
             # The two biases add up: put the whole value in bias_ih, none in bias_hh.

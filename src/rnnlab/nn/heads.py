@@ -2,6 +2,8 @@
 
 ``SequenceHead`` pools over valid steps (last, mean or max) and maps to classes or a
 regression target; ``StepHead`` maps every step (per-frame logits for tagging or CTC).
+Per-step targets mark the steps no loss or metric scores with ``IGNORE_INDEX``.
+The pooling formulas are in docs/equations.md.
 """
 
 from __future__ import annotations
@@ -9,13 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rnnlab.nn.masks import valid_steps
+
 POOLINGS = ("last", "mean", "max")
-
-
-def valid_mask(lengths: torch.Tensor, steps: int, device) -> torch.Tensor:
-    """(B, T, 1) float mask, 1 at valid steps."""
-    t = torch.arange(steps, device=device).unsqueeze(0)
-    return (t < lengths.to(device).unsqueeze(1)).unsqueeze(-1)
+# A per-step target that is not scored (torch's cross_entropy default ignore_index):
+# the data (probes' copy task) writes it and the classification task ignores it.
+IGNORE_INDEX = -100
 
 
 def pool_last(output: torch.Tensor, lengths: torch.Tensor, segments) -> torch.Tensor:
@@ -37,7 +38,7 @@ def pool_last(output: torch.Tensor, lengths: torch.Tensor, segments) -> torch.Te
 def pool(output: torch.Tensor, lengths: torch.Tensor, method: str, segments) -> torch.Tensor:
     if method == "last":
         return pool_last(output, lengths, segments)
-    mask = valid_mask(lengths, output.shape[1], output.device)
+    mask = valid_steps(lengths, output.shape[1], output.device).unsqueeze(-1)  # (B, T, 1)
     if method == "mean":
         return (output * mask).sum(1) / lengths.to(output.device).clamp(min=1).unsqueeze(1)
     if method == "max":

@@ -3,10 +3,13 @@
 Parameters live in a one-layer ``nn.LSTM/GRU/RNN`` so that a state dict loads into
 PyTorch's own modules and so the fused kernel (oneDNN/cuDNN) can run them whenever the
 activations are the ones it implements. Any other activation runs the project's own
-kernel (nn/kernels: a C++ time loop with a hand-written backward, or its portable
-torch twin), which computes the same numbers on the same weights. Both paths honour lengths:
+kernel (nn/kernels: a C++ time loop with a hand-written backward, or its torch-ops
+twin), which computes the same numbers on the same weights. Both paths honour lengths:
 padded steps never change outputs at valid steps or the final state, and outputs at
-padded steps are zero (as ``pad_packed_sequence`` leaves them).
+padded steps are zero (as ``pad_packed_sequence`` leaves them). The equations are in
+docs/equations.md. The layer's repr names the path that really runs it: the inner
+``nn.RNN`` is only the parameter container when the kernel runs (a gelu Elman layer is
+not ``nn.RNN(nonlinearity='tanh')``), so it is not printed.
 """
 
 from __future__ import annotations
@@ -22,33 +25,11 @@ from rnnlab.nn.cells import (
     init_recurrent_weights,
     initial_state,
 )
-from rnnlab.nn.kernels import recurrence
+from rnnlab.nn.kernels import describe_backend, recurrence
+from rnnlab.nn.masks import full_lengths, is_padded, reverse_padded
 
 _TORCH_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-
-
-def full_lengths(x: torch.Tensor) -> torch.Tensor:
-    return torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
-
-
-def step_mask(lengths: torch.Tensor, steps: int, device: torch.device) -> torch.Tensor:
-    """(T, B, 1) boolean mask, True at valid steps."""
-    t = torch.arange(steps, device=device).unsqueeze(1)
-    return (t < lengths.to(device).unsqueeze(0)).unsqueeze(-1)
-
-
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each sequence of a batch-first tensor within its own length.
-
-    Padding stays where it is, so a reversed-then-run-forward pass is the backward
-    direction of a bidirectional layer. Applying it twice is the identity.
-    """
-    batch, steps = x.shape[:2]
-    t = torch.arange(steps, device=x.device).unsqueeze(0).expand(batch, steps)
-    lens = lengths.to(x.device).unsqueeze(1)
-    idx = torch.where(t < lens, lens - 1 - t, t)
-    idx = idx.view(batch, steps, *([1] * (x.dim() - 2))).expand_as(x)
-    return x.gather(1, idx)
+FUSED_MODES = ("auto", True, False)
 
 
 def run_direction(
@@ -69,9 +50,8 @@ def run_direction(
     if state is None:
         state = initial_state(cell, x.shape[0], w_hh.shape[1], x)
     gx = torch.matmul(x, w_ih.t())
-    names = (acts.activation, acts.cell_activation or acts.activation, acts.gate_activation)
     c0 = state[1] if cell == "lstm" else None
-    return recurrence(cell, names, gx, w_hh, b_hh, state[0], c0, lengths, b_ih)
+    return recurrence(cell, acts.kernel_names, gx, w_hh, b_hh, state[0], c0, lengths, b_ih)
 
 
 class RecurrentLayer(nn.Module):
@@ -105,7 +85,7 @@ class RecurrentLayer(nn.Module):
             raise ValueError(
                 f"input_size={input_size}, hidden_size={hidden_size}: both must be >= 1"
             )
-        if fused not in ("auto", True, False):
+        if fused not in FUSED_MODES:
             raise ValueError(f"fused={fused!r}; valid: auto, true, false")
         if fused is True and not self.acts.is_fused_default(cell):
             raise ValueError(
@@ -123,6 +103,8 @@ class RecurrentLayer(nn.Module):
         self.rnn = _TORCH_MODULES[cell](input_size, hidden_size, **kwargs)
         for d in range(self.num_directions):
             init_recurrent_weights(*self.weights(d), cell, init, forget_bias)
+        # Set by a connection that runs this layer's weights itself (gated feedback).
+        self.run_by: str | None = None
 
     @property
     def output_size(self) -> int:
@@ -131,6 +113,26 @@ class RecurrentLayer(nn.Module):
     @property
     def uses_fused(self) -> bool:
         return self.fused is not False and self.acts.is_fused_default(self.cell)
+
+    def path(self) -> str:
+        """What runs this layer: PyTorch's fused module, or the rnnlab kernel and its backend."""
+        if self.run_by is not None:
+            return f"{self.run_by} (this layer holds weights only)"
+        if self.uses_fused:
+            return f"fused nn.{type(self.rnn).__name__}"
+        return f"kernel, backend={describe_backend(self.weights(0)[0])}"
+
+    def extra_repr(self) -> str:
+        return (
+            f"cell={self.cell}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"{self.acts.describe(self.cell)}, bidirectional={self.bidirectional}, "
+            f"path={self.path()}"
+        )
+
+    def __repr__(self) -> str:
+        # One line: the inner nn.RNN/LSTM/GRU is a parameter container, and its own repr
+        # (tanh, no gate activations) would contradict the activations above.
+        return f"{self._get_name()}({self.extra_repr()})"
 
     def weights(self, direction: int) -> tuple[torch.Tensor, ...]:
         sfx = "_l0_reverse" if direction else "_l0"
@@ -162,7 +164,7 @@ class RecurrentLayer(nn.Module):
         hx = None
         if state is not None:
             hx = state if self.cell == "lstm" else state[0]
-        if bool((lengths >= x.shape[1]).all()):
+        if not is_padded(lengths, x.shape[1]):
             # Nothing padded: skip packing, which would force PyTorch's slower per-step
             # path (oneDNN's fused RNN only runs on unpacked input on CPU).
             out, final = self.rnn(x, hx)

@@ -1,4 +1,4 @@
-"""Cross-layer connections: how L recurrent layers are wired (notes/connections.md)."""
+"""Cross-layer connections: how L recurrent layers are wired (docs/equations.md)."""
 
 from rnnlab.nn.connections.base import LayerSpec, RecurrentStack
 from rnnlab.nn.connections.dense import DenseConnection
@@ -8,13 +8,17 @@ from rnnlab.nn.connections.parallel import ParallelConnection
 from rnnlab.nn.connections.residual import ResidualConnection
 from rnnlab.nn.connections.stack import StackConnection
 
+# connection.name -> class, keyed by each class's own ``name`` (the config's value).
 CONNECTIONS: dict[str, type[RecurrentStack]] = {
-    "stack": StackConnection,
-    "residual": ResidualConnection,
-    "highway": HighwayConnection,
-    "dense": DenseConnection,
-    "gated_feedback": GatedFeedbackConnection,
-    "parallel": ParallelConnection,
+    cls.name: cls
+    for cls in (
+        StackConnection,
+        ResidualConnection,
+        HighwayConnection,
+        DenseConnection,
+        GatedFeedbackConnection,
+        ParallelConnection,
+    )
 }
 
 __all__ = [

@@ -1,4 +1,7 @@
-"""What every cross-layer connection shares: the layer recipe and the stack contract."""
+"""What every cross-layer connection shares: the layer recipe and the stack contract.
+
+Each connection's equations are in docs/equations.md ("Cross-layer connections").
+"""
 
 from __future__ import annotations
 
@@ -60,6 +63,7 @@ class RecurrentStack(nn.Module):
     blocks so a head can take each direction's last valid step.
     """
 
+    name: str  # the config's connection.name
     input_size: int
     output_size: int
     segments: Segments
@@ -81,9 +85,23 @@ class RecurrentStack(nn.Module):
     ) -> tuple[torch.Tensor, list]:
         raise NotImplementedError
 
+    def options(self) -> dict[str, object]:
+        """The connection's own config options and their values (for the repr)."""
+        return {}
+
+    def extra_repr(self) -> str:
+        parts = [
+            f"name={self.name}",
+            f"num_layers={self.num_layers}",
+            f"input_size={self.input_size}",
+            f"output_size={self.output_size}",
+        ]
+        parts += [f"{key}={value}" for key, value in self.options().items()]
+        return ", ".join(parts)
+
 
 def projection(in_size: int, out_size: int, *, project: bool, where: str) -> nn.Module:
-    """P in notes/connections.md: identity when widths match, else a bias-free linear map."""
+    """P in docs/equations.md: identity when widths match, else a bias-free linear map."""
     if in_size == out_size:
         return nn.Identity()
     if not project:
@@ -92,11 +110,3 @@ def projection(in_size: int, out_size: int, *, project: bool, where: str) -> nn.
             f"set connection.project=true (learned projection) or make the widths equal"
         )
     return nn.Linear(in_size, out_size, bias=False)
-
-
-def zero_padding(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Zero the padded steps (B, T, F) so skips never leak padding into the output."""
-    if lengths is None or bool((lengths >= x.shape[1]).all()):
-        return x
-    t = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
-    return x * (t < lengths.to(x.device).unsqueeze(1)).unsqueeze(-1).to(x.dtype)

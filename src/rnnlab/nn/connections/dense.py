@@ -12,6 +12,8 @@ from rnnlab.nn.connections.base import LayerSpec, RecurrentStack
 
 
 class DenseConnection(RecurrentStack):
+    name = "dense"
+
     def __init__(
         self,
         input_size: int,
@@ -27,6 +29,9 @@ class DenseConnection(RecurrentStack):
         n_out = num_layers if concat_output else 1
         self.output_size = width * n_out
         self.segments = [(width, spec.bidirectional)] * n_out
+
+    def options(self) -> dict[str, object]:
+        return {"concat_output": self.concat_output}
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         states, hs = [], []

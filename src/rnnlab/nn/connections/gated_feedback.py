@@ -8,8 +8,9 @@ U^{j->j} is the layer's own candidate block of weight_hh, so the layers' weights
 PyTorch's layout. This is the one connection that lives inside the recurrence, so it
 never runs nn.*: it runs the project's gated-feedback kernel (nn/kernels/gated_feedback:
 one matmul per layer and step, a hand-written backward with batched weight gradients,
-C++ on CPU or torch ops elsewhere). ``_reference_forward`` keeps the plain autograd
-loop it replaced, as the reference the kernel is tested against.
+C++ on CPU or torch ops elsewhere). ``_autograd_oracle`` keeps the plain autograd
+loop it replaced: the test oracle (and benchmark baseline), never a production path.
+The full equations are in docs/equations.md.
 
 Dropout between layers: the fast path samples every step's mask up front (inverted
 dropout, as nn.Dropout) and hands them to the kernel, so a seeded run draws a
@@ -28,11 +29,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rnnlab.nn.cells import NUM_GATES, cell_step, initial_state
+from rnnlab.nn.cells import CANDIDATE_BLOCK, cell_step, initial_state
 from rnnlab.nn.connections.base import LayerSpec, RecurrentStack
-from rnnlab.nn.kernels import feedback_recurrence
+from rnnlab.nn.kernels import describe_backend, feedback_recurrence
 from rnnlab.nn.kernels.gated_feedback import layout
-from rnnlab.nn.recurrent import full_lengths, reverse_padded, step_mask
+from rnnlab.nn.masks import full_lengths, reverse_padded, step_mask_or_none
 
 
 class _FeedbackDirection(nn.Module):
@@ -44,6 +45,8 @@ class _FeedbackDirection(nn.Module):
         uni = spec.with_(bidirectional=False, fused=False)
         widths = [input_size] + [h] * (num_layers - 1)
         self.layers = nn.ModuleList(uni.build(w) for w in widths)
+        for layer in self.layers:
+            layer.run_by = "gated_feedback kernel"
         self.cell, self.acts, self.hidden = spec.cell, spec.activations, h
         # U^{i->j} for i != j, stored per target layer j as one (H, (L-1)*H) block.
         bound = 1.0 / math.sqrt(h)
@@ -56,10 +59,17 @@ class _FeedbackDirection(nn.Module):
             nn.Linear(num_layers * h, num_layers, bias=False) for _ in widths
         )
 
+    def extra_repr(self) -> str:
+        backend = describe_backend(self.layers[0].weights(0)[0])
+        return (
+            f"cell={self.cell}, num_layers={len(self.layers)}, hidden_size={self.hidden}, "
+            f"{self.acts.describe(self.cell)}, path=gated_feedback kernel, backend={backend}"
+        )
+
     def _feedback_matrix(self, j: int) -> torch.Tensor:
         """(H, L*H): U^{i->j} blocks in layer order, with the layer's own block in place j."""
         h, num_layers = self.hidden, len(self.layers)
-        k = 2 if self.cell == "lstm" else NUM_GATES[self.cell] - 1  # candidate block index
+        k = CANDIDATE_BLOCK[self.cell]
         own = self.layers[j].weights(0)[1][k * h : (k + 1) * h]
         blocks = list(self.cross[j].split(h, dim=1)) if num_layers > 1 else []
         blocks.insert(j, own)
@@ -118,10 +128,8 @@ class _FeedbackDirection(nn.Module):
         gx0 = F.linear(x.transpose(0, 1), w0, b0)  # (T, B, G*H + L): one matmul
         if drop_masks is None:
             drop_masks = self.drop_masks(x, dropout)
-        acts = self.acts
-        names = (acts.activation, acts.cell_activation or acts.activation, acts.gate_activation)
         out, h_last, c_last = feedback_recurrence(
-            self.cell, names, gx0, w_in, b_in, w_rec, b_rec, drop_masks, lengths
+            self.cell, self.acts.kernel_names, gx0, w_in, b_in, w_rec, b_rec, drop_masks, lengths
         )
         if self.cell == "lstm":
             states = [(h, c) for h, c in zip(h_last.unbind(0), c_last.unbind(0))]
@@ -129,28 +137,27 @@ class _FeedbackDirection(nn.Module):
             states = [(h,) for h in h_last.unbind(0)]
         return out.transpose(0, 1), states
 
-    def _reference_forward(
+    def _autograd_oracle(
         self,
         x: torch.Tensor,
         lengths: torch.Tensor,
         dropout: nn.Module,
         drop_masks: torch.Tensor | None = None,
     ):
-        """The per-step autograd loop (the definition the kernel must reproduce).
+        """Test oracle: the per-step autograd loop (the definition the kernel must reproduce).
 
         ``drop_masks`` (L-1, T, B, H), when given, replaces ``dropout`` between layers
         (the kernel's masks), so tests can compare both paths under dropout.
         """
         batch, steps = x.shape[:2]
         h, num_layers = self.hidden, len(self.layers)
-        k = 2 if self.cell == "lstm" else NUM_GATES[self.cell] - 1
+        k = CANDIDATE_BLOCK[self.cell]
         weights = [layer.weights(0) for layer in self.layers]
         feedback = [self._feedback_matrix(j) for j in range(num_layers)]
         cand_bias = [w[3][k * h : (k + 1) * h] for w in weights]
         gx0 = F.linear(x, weights[0][0], weights[0][2]).transpose(0, 1)
         xs = x.transpose(0, 1)
-        ragged = bool((lengths < steps).any())
-        mask = step_mask(lengths, steps, x.device) if ragged else None
+        mask = step_mask_or_none(lengths, steps, x.device)
         states = [initial_state(self.cell, batch, h, x) for _ in range(num_layers)]
         outputs = []
         for t, (gx_first, x_t) in enumerate(zip(gx0.unbind(0), xs.unbind(0))):
@@ -181,6 +188,8 @@ class _FeedbackDirection(nn.Module):
 
 
 class GatedFeedbackConnection(RecurrentStack):
+    name = "gated_feedback"
+
     def __init__(self, input_size: int, num_layers: int, spec: LayerSpec, dropout: float = 0.0):
         super().__init__(input_size, num_layers, dropout)
         self.directions = nn.ModuleList(
@@ -189,6 +198,10 @@ class GatedFeedbackConnection(RecurrentStack):
         )
         self.output_size = spec.output_size
         self.segments = [(spec.output_size, spec.bidirectional)]
+        self.bidirectional = spec.bidirectional
+
+    def options(self) -> dict[str, object]:
+        return {"bidirectional": self.bidirectional}
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         if lengths is None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnlab.nn.connections.base import LayerSpec, RecurrentStack, projection, zero_padding
+from rnnlab.nn.connections.base import LayerSpec, RecurrentStack, projection
+from rnnlab.nn.masks import zero_padding
 
 
 class HighwayConnection(RecurrentStack):
+    name = "highway"
+
     def __init__(
         self,
         input_size: int,
@@ -34,8 +37,12 @@ class HighwayConnection(RecurrentStack):
         self.gates = nn.ModuleList(nn.Linear(w, width) for w in widths)
         for gate in self.gates:
             nn.init.constant_(gate.bias, gate_bias)
+        self.gate_bias, self.project = gate_bias, project
         self.output_size = width
         self.segments = [(width, spec.bidirectional)]
+
+    def options(self) -> dict[str, object]:
+        return {"gate_bias": self.gate_bias, "project": self.project}
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         states = []

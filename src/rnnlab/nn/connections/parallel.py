@@ -14,6 +14,8 @@ from rnnlab.nn.connections.base import RecurrentStack
 
 
 class ParallelConnection(RecurrentStack):
+    name = "parallel"
+
     def __init__(self, input_size: int, branches: list[RecurrentStack]):
         super().__init__(input_size, num_layers=1)
         if not branches:
@@ -23,6 +25,13 @@ class ParallelConnection(RecurrentStack):
         self.branches = nn.ModuleList(branches)
         self.output_size = sum(b.output_size for b in branches)
         self.segments = [seg for b in branches for seg in b.segments]
+
+    def extra_repr(self) -> str:
+        # num_layers is not an option here: each branch prints its own.
+        return (
+            f"name={self.name}, branches={len(self.branches)}, "
+            f"input_size={self.input_size}, output_size={self.output_size}"
+        )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         outs, states = [], []

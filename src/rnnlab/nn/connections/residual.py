@@ -10,10 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnlab.nn.connections.base import LayerSpec, RecurrentStack, projection, zero_padding
+from rnnlab.nn.connections.base import LayerSpec, RecurrentStack, projection
+from rnnlab.nn.masks import zero_padding
 
 
 class ResidualConnection(RecurrentStack):
+    name = "residual"
+
     def __init__(
         self,
         input_size: int,
@@ -26,7 +29,7 @@ class ResidualConnection(RecurrentStack):
         super().__init__(input_size, num_layers, dropout)
         if not isinstance(start_layer, int) or start_layer < 1:
             raise ValueError(f"connection.start_layer={start_layer!r} must be an integer >= 1")
-        self.start_layer = start_layer
+        self.start_layer, self.project = start_layer, project
         width = spec.output_size
         widths = [input_size] + [width] * (num_layers - 1)
         self.layers = nn.ModuleList(spec.build(w) for w in widths)
@@ -38,6 +41,9 @@ class ResidualConnection(RecurrentStack):
         )
         self.output_size = width
         self.segments = [(width, spec.bidirectional)]
+
+    def options(self) -> dict[str, object]:
+        return {"start_layer": self.start_layer, "project": self.project}
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         states = []

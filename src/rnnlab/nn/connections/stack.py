@@ -9,6 +9,8 @@ from rnnlab.nn.connections.base import LayerSpec, RecurrentStack
 
 
 class StackConnection(RecurrentStack):
+    name = "stack"
+
     def __init__(self, input_size: int, num_layers: int, spec: LayerSpec, dropout: float = 0.0):
         super().__init__(input_size, num_layers, dropout)
         widths = [input_size] + [spec.output_size] * (num_layers - 1)

@@ -9,11 +9,14 @@ broadcast copy). Inside, one
 matmul per step does the recurrence, and the backward (an ``autograd.Function``, not
 a per-step graph) finishes with dW_hh = dGates^T H_prev as ONE matmul.
 
-Backends, chosen per call:
+Backends, chosen per call (both are production paths; the test oracles live in the
+tests and in ``_FeedbackDirection._autograd_oracle``):
 - ``cpp``: recurrence.cpp compiled once (build.py) — CPU, float32/float64;
-- ``python``: reference.py, the same algorithm in torch ops — any device (CUDA) or dtype.
-``RNNLAB_KERNEL=python`` forces the portable backend, ``=cpp`` makes a failed build an
+- ``python``: torch_ops.py, the same algorithm in torch ops — any device (CUDA) or dtype.
+``RNNLAB_KERNEL=python`` forces the torch-ops backend, ``=cpp`` makes a failed build an
 error; by default (``auto``) a failed build prints a one-line notice and falls back.
+The gated-feedback connection's kernel (gated_feedback.py) has the same two backends:
+gated_feedback.cpp and gated_feedback_torch_ops.py.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from rnnlab.nn.activations import KERNEL_CODES  # noqa: F401 (re-exported)
-from rnnlab.nn.kernels import reference
+from rnnlab.nn.kernels import torch_ops
 
+# Cell codes of the C++ kernels (enum Cell in nn/kernels/common.h).
 CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}
 BACKENDS = ("auto", "cpp", "python")
 _state: dict[str, object] = {}
@@ -64,14 +68,29 @@ def cpp_available() -> bool:
     return bool(_state["cpp"])
 
 
+def _cpp_eligible(x: torch.Tensor) -> bool:
+    """The C++ kernel may run ``x``: not forced off, a CPU tensor, float32 or float64."""
+    if requested_backend() == "python" or x.device.type != "cpu":
+        return False
+    return x.dtype in (torch.float32, torch.float64)
+
+
 def backend_for(x: torch.Tensor) -> str:
     """The backend that will run a layer on tensor ``x`` (``cpp`` or ``python``)."""
-    mode = requested_backend()
-    if mode == "python" or x.device.type != "cpu":
+    return "cpp" if _cpp_eligible(x) and cpp_available() else "python"
+
+
+def describe_backend(x: torch.Tensor) -> str:
+    """The backend ``backend_for(x)`` picks, for a repr: never builds the C++ kernel.
+
+    Before the first call has tried the build, ``auto`` on a CPU float32/float64 tensor
+    reads ``cpp (python if the build fails)``.
+    """
+    if not _cpp_eligible(x):
         return "python"
-    if x.dtype not in (torch.float32, torch.float64):
-        return "python"
-    return "cpp" if cpp_available() else "python"
+    if "cpp" in _state:
+        return "cpp" if _state["cpp"] else "python"
+    return "cpp" if requested_backend() == "cpp" else "cpp (python if the build fails)"
 
 
 def reset_backend() -> None:
@@ -94,7 +113,7 @@ class Recurrence(torch.autograd.Function):
                 save,
             )  # fmt: skip
         else:
-            out, h, c, pre, c_all, hn_all = reference.forward(
+            out, h, c, pre, c_all, hn_all = torch_ops.forward(
                 cell, acts, gx + b_ih, w_hh, b_hh, h0, c0 if lstm else None, lengths, save
             )
         if save:
@@ -118,7 +137,7 @@ class Recurrence(torch.autograd.Function):
                 CELL_CODES[cell], *codes,
             )  # fmt: skip
         else:
-            dgx, dw, db, dh0, dc0 = reference.backward(
+            dgx, dw, db, dh0, dc0 = torch_ops.backward(
                 cell, acts, grad_out, grad_h, grad_c if lstm else None, w_hh, h0,
                 c0 if lstm else None, out, pre, c_all, hn_all, lengths,
             )  # fmt: skip

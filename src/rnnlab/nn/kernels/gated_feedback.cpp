@@ -1,5 +1,5 @@
 // rnnlab gated-feedback kernel: the lockstep time loop of an L-layer gated-feedback
-// stack (Chung et al. 2015; notes/connections.md) with a hand-written backward.
+// stack (Chung et al. 2015; docs/equations.md) with a hand-written backward.
 //
 // Everything is time-major so that each step's per-layer slices are contiguous (B, X)
 // matrices the BLAS calls read and write in place. Python (kernels/gated_feedback.py)

@@ -1,6 +1,6 @@
 """Fast path of the gated-feedback connection: the whole L-layer lockstep loop.
 
-The gated-feedback stack (notes/connections.md) cannot run layer by layer: at every
+The gated-feedback stack (docs/equations.md) cannot run layer by layer: at every
 step each layer's candidate reads every layer's previous state through scalar reset
 gates. ``GatedFeedback`` runs one direction of it with a hand-written backward:
 
@@ -17,7 +17,7 @@ scale 1/(1-p)): the same distribution as ``nn.Dropout`` per step, but NOT the sa
 random stream as the old per-step loop, so a seeded run's dropout pattern differs.
 
 Backends as for ``recurrence``: the C++ kernel (gated_feedback.cpp, CPU float32/64)
-or the torch-ops twin (gated_feedback_torch.py, CUDA and any dtype), chosen by
+or its torch-ops twin (gated_feedback_torch_ops.py, CUDA and any dtype), chosen by
 ``backend_for`` and ``RNNLAB_KERNEL``.
 """
 
@@ -28,9 +28,9 @@ from torch.autograd.function import once_differentiable
 
 from rnnlab.nn.activations import KERNEL_CODES
 from rnnlab.nn.kernels import CELL_CODES, backend_for
-from rnnlab.nn.kernels import gated_feedback_torch as portable
+from rnnlab.nn.kernels import gated_feedback_torch_ops as torch_ops
 
-layout = portable.layout
+layout = torch_ops.layout
 
 
 class GatedFeedback(torch.autograd.Function):
@@ -47,7 +47,7 @@ class GatedFeedback(torch.autograd.Function):
                 b_rec.contiguous(), drop.contiguous(), lengths, CELL_CODES[cell], *codes, save,
             )  # fmt: skip
         else:
-            out, hs, cs, pre, cand, g = portable.forward(
+            out, hs, cs, pre, cand, g = torch_ops.forward(
                 cell, acts, gx0, w_in, b_in, w_rec, b_rec, drop, lengths, save
             )
         if save:
@@ -73,7 +73,7 @@ class GatedFeedback(torch.autograd.Function):
                 pre, cand, g, lengths, CELL_CODES[cell], *codes,
             )  # fmt: skip
         else:
-            grads = portable.backward(
+            grads = torch_ops.backward(
                 cell, acts, grad_out, grad_h, grad_c, w_in, w_rec, drop, hs, cs, pre, cand, g,
                 lengths,
             )  # fmt: skip

@@ -7,7 +7,8 @@
 // carry dh through W_hh, fused elementwise gate derivatives, and the weight gradient
 // dW_hh = dGates^T H_prev as ONE matmul after the loop.
 // Lengths: rows with t >= length keep their state and emit zeros (no per-sequence loop).
-// Activations are chosen at run time by code (kernels/__init__.py lists them).
+// Activations are chosen at run time by code (enum Act in common.h, the same numbers as
+// rnnlab.nn.activations.KERNEL_CODES).
 //
 // Where the time goes at RNN sizes (perf, T=200 B=32 H=128): the per-step matmul is
 // small, so three things dominate that a naive loop pays every step: (1) the BLAS

@@ -1,6 +1,7 @@
-"""The portable gated-feedback backend: gated_feedback.cpp's algorithm in torch ops.
+"""The gated-feedback torch-ops backend: gated_feedback.cpp's algorithm in torch ops.
 
-Runs on any device and dtype (the CUDA path, and the CPU path without a compiler). The
+The production path (``RNNLAB_KERNEL=python``) on any device and dtype the C++ kernel does
+not take (CUDA, other dtypes, CPU without a compiler); not a test oracle. The
 layouts, the saved tensors and the order of the products are those of the C++ kernel
 (see its header comment), so the two are tested against each other and against the
 autograd loop; the per-step work is a short list of torch ops with no autograd graph.
@@ -10,15 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from rnnlab.nn.activations import ACTIVATIONS, GATE_ACTIVATIONS, get_derivative
-
-Acts = tuple[str, str, str]  # (phi, phi_c, sigma) names
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+from rnnlab.nn.cells import CANDIDATE_BLOCK, NUM_GATES
+from rnnlab.nn.kernels.torch_ops import Acts, resolve
+from rnnlab.nn.masks import step_mask_or_none
 
 
 def layout(cell: str, hidden: int, layers: int) -> dict[str, int]:
     """Row offsets of w_rec and widths, as ``struct Dims`` in gated_feedback.cpp."""
-    g = GATES[cell]
+    g = NUM_GATES[cell]
     ng = (g - 1) * hidden
     return {
         "G": g,
@@ -28,16 +28,8 @@ def layout(cell: str, hidden: int, layers: int) -> dict[str, int]:
         "secU": ng,
         "secG": ng + layers * hidden,
         "N": ng + layers * hidden + layers * layers,
-        "kc": 0 if cell == "rnn" else 2,
+        "kc": CANDIDATE_BLOCK[cell],
     }
-
-
-def _valid(lengths: torch.Tensor, steps: int, device: torch.device) -> torch.Tensor | None:
-    """(T, B, 1) bool mask of valid steps, or None when nothing is padded."""
-    if bool((lengths >= steps).all()):
-        return None
-    t = torch.arange(steps, device=device).unsqueeze(1)
-    return (t < lengths.to(device).unsqueeze(0)).unsqueeze(-1)
 
 
 def _own_rec(cell: str, own: torch.Tensor, cand: torch.Tensor, hidden: int) -> torch.Tensor:
@@ -60,13 +52,12 @@ def forward(
     save: bool,
 ) -> tuple[torch.Tensor, ...]:
     """-> out (T,B,H), hs (L,T+1,B,H), c (L,T+1,B,H), pre, cand, g (as the C++ kernel)."""
-    phi, phi_c = ACTIVATIONS[acts[0]], ACTIVATIONS[acts[1]]
-    sig = GATE_ACTIVATIONS[acts[2]]
+    phi, phi_c, sig = resolve(acts)[:3]
     steps, batch, _ = gx0.shape
     layers, _, hidden = w_rec.shape
     d = layout(cell, hidden, layers)
     gh_, h = d["GH"], hidden
-    valid = _valid(lengths, steps, gx0.device)
+    valid = step_mask_or_none(lengths, steps, gx0.device)
     hs = gx0.new_zeros(layers, steps + 1, batch, h)
     cs = gx0.new_zeros(layers, steps + 1, batch, h) if cell == "lstm" else gx0.new_empty(0)
     pres, cands, gates = [], [], []
@@ -143,14 +134,12 @@ def backward(
     lengths: torch.Tensor,
 ) -> tuple[torch.Tensor, ...]:
     """-> d_gx0 (T,B,GW), d_w_in, d_b_in, d_w_rec, d_b_rec (as the C++ kernel)."""
-    phi, phi_c = ACTIVATIONS[acts[0]], ACTIVATIONS[acts[1]]
-    sig = GATE_ACTIVATIONS[acts[2]]
-    dphi, dphi_c, dsig = (get_derivative(a) for a in acts)
+    phi, phi_c, sig, dphi, dphi_c, dsig = resolve(acts)
     layers, steps1, batch, h = hs.shape
     steps = steps1 - 1
     d = layout(cell, h, layers)
     gh_, gw, kc, lh = d["GH"], d["GW"], d["kc"], layers * h
-    valid = _valid(lengths, steps, hs.device)
+    valid = step_mask_or_none(lengths, steps, hs.device)
     # F_j = [U^{0->j} | ... | U^{L-1->j}] and the stacked reset-gate weights (L*L, L*H).
     fb = torch.stack(
         [

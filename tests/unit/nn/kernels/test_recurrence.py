@@ -1,7 +1,8 @@
-"""The fast recurrent kernel (nn/kernels): gradients, every activation, lengths, fallback.
+"""The fast recurrent kernel (nn/kernels/__init__.py): gradients, every activation, lengths, fallback.
 
-Every test runs on both backends: ``cpp`` (the compiled time loop) and ``python`` (its
-portable torch twin, the CUDA and no-compiler path), forced through RNNLAB_KERNEL.
+Every test runs on both backends: ``cpp`` (the compiled time loop) and ``python`` (the
+torch-ops backend kernels/torch_ops.py, the CUDA and no-compiler path), forced through
+RNNLAB_KERNEL.
 """
 
 import pytest
@@ -14,8 +15,10 @@ from rnnlab.nn.cells import NUM_GATES, CellActivations, cell_step
 from rnnlab.nn.kernels import Recurrence, backend_for, recurrence
 
 
-def reference_run(cell, acts, x, lengths, w_ih, w_hh, b_ih, b_hh, h0, c0):
-    """Autograd through the reference cell math (cells.cell_step), masking padded steps."""
+def autograd_oracle(cell, acts, x, lengths, w_ih, w_hh, b_ih, b_hh, h0, c0):
+    """Test oracle: autograd through the cell math (cells.cell_step), masking padded steps.
+
+    Its mask is written out here (not rnnlab.nn.masks) so the oracle stays independent."""
     gx = F.linear(x, w_ih, b_ih)
     state = (h0, c0) if cell == "lstm" else (h0,)
     outs = []
@@ -68,14 +71,14 @@ ALL = sorted(ACTIVATIONS)
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("activation", ALL)
-def test_every_activation_matches_reference_cells(backend, cell, activation):
+def test_every_activation_matches_autograd_oracle(backend, cell, activation):
     # hard_sigmoid gates exercise the other gate activation on the gated cells.
     gate = "hard_sigmoid" if activation in ("elu", "softsign", "hardtanh") else "sigmoid"
     cell_act = "softsign" if activation == "silu" else None
     acts = CellActivations(activation, gate_activation=gate, cell_activation=cell_act)
     x, (w_ih, w_hh, b_ih, b_hh), h0, c0 = make_inputs(cell)
     lengths = torch.tensor([5, 2, 4])
-    ref_out, ref_state = reference_run(cell, acts, x, lengths, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    ref_out, ref_state = autograd_oracle(cell, acts, x, lengths, w_ih, w_hh, b_ih, b_hh, h0, c0)
     gx = F.linear(x, w_ih, b_ih)
     out, state = recurrence(cell, names(acts), gx, w_hh, b_hh, h0, c0, lengths)
     torch.testing.assert_close(out, ref_out)
@@ -194,7 +197,7 @@ def two_threads():
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_row_blocks_and_packed_matmul_match_reference(backend, two_threads, cell, dtype):
+def test_row_blocks_and_packed_matmul_match_autograd_oracle(backend, two_threads, cell, dtype):
     """A batch big enough to be split across threads (float32: MKL's packed GEMM where
     torch exports it), ragged lengths, every input's gradient, against autograd."""
     acts = CellActivations("gelu")
@@ -204,7 +207,7 @@ def test_row_blocks_and_packed_matmul_match_reference(backend, two_threads, cell
     lengths = torch.randint(1, 10, (37,), generator=torch.Generator().manual_seed(1))
     lengths[0] = 9
     inputs = (x, w_ih, w_hh, b_ih, b_hh, h0) + ((c0,) if cell == "lstm" else ())
-    ref_out, ref_state = reference_run(cell, acts, x, lengths, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    ref_out, ref_state = autograd_oracle(cell, acts, x, lengths, w_ih, w_hh, b_ih, b_hh, h0, c0)
     gx = x @ w_ih.t()
     out, state = recurrence(cell, names(acts), gx, w_hh, b_hh, h0, c0, lengths, b_ih)
     tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else {}

@@ -1,6 +1,6 @@
-"""The gated-feedback fast path (nn/kernels/gated_feedback*) against the autograd loop.
+"""The gated-feedback fast path (nn/kernels/gated_feedback*) against the autograd oracle.
 
-``_FeedbackDirection._reference_forward`` is the plain per-step autograd loop that
+``_FeedbackDirection._autograd_oracle`` is the plain per-step autograd loop that
 defines the connection; the kernel (C++ and its torch-ops twin, both forced through
 RNNLAB_KERNEL) must give the same outputs, final states and gradients of every
 parameter and of the input, in float64 to rounding error.
@@ -34,10 +34,10 @@ def make_stack(cell, activation="tanh", layers=2, bidirectional=False, hidden=4,
 
 
 @contextmanager
-def reference_loop(stack):
+def autograd_oracle_loop(stack):
     """Run every direction through the old autograd loop instead of the kernel."""
     for d in stack.directions:
-        d.forward = d._reference_forward
+        d.forward = d._autograd_oracle
     try:
         yield
     finally:
@@ -57,10 +57,10 @@ def loss_of(out, states, weights):
 
 
 def compare(stack, x, lengths, tol=TIGHT):
-    """Outputs, final states and all gradients of the kernel vs the reference loop."""
+    """Outputs, final states and all gradients of the kernel vs the autograd oracle."""
     inputs = [x, *stack.parameters()]
     out, states = stack(x, lengths)
-    with reference_loop(stack):
+    with autograd_oracle_loop(stack):
         ref_out, ref_states = stack(x, lengths)
     torch.testing.assert_close(out, ref_out, **tol)
     for a, b in zip(flat(states), flat(ref_states), strict=True):
@@ -87,13 +87,13 @@ def ragged_input(batch=3, steps=6, inp=3, garbage=0.0):
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("activation", ["tanh", "relu", "gelu"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_matches_reference_loop_ragged(backend, cell, activation, layers):
+def test_matches_autograd_oracle_ragged(backend, cell, activation, layers):
     x, lengths = ragged_input()
     compare(make_stack(cell, activation, layers), x, lengths)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_bidirectional_matches_reference_loop(backend, cell):
+def test_bidirectional_matches_autograd_oracle(backend, cell):
     x, lengths = ragged_input(batch=4, garbage=50.0)
     compare(make_stack(cell, "gelu", 2, bidirectional=True), x, lengths)
 
@@ -108,7 +108,7 @@ def test_other_gate_and_cell_activations(backend):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_dropout_masks_match_reference_loop(backend, cell):
+def test_dropout_masks_match_autograd_oracle(backend, cell):
     """Training-mode dropout: the kernel and the loop given the same (L-1, T, B, H) masks."""
     layers, hidden = 3, 4
     stack = make_stack(cell, "gelu", layers, hidden=hidden, dropout=0.4).train()
@@ -119,7 +119,7 @@ def test_dropout_masks_match_reference_loop(backend, cell):
     masks = keep.to(F64) / 0.6
     inputs = [x, *direction.parameters()]
     out, states = direction(x, lengths, stack.dropout, masks)
-    ref_out, ref_states = direction._reference_forward(x, lengths, stack.dropout, masks)
+    ref_out, ref_states = direction._autograd_oracle(x, lengths, stack.dropout, masks)
     torch.testing.assert_close(out, ref_out, **TIGHT)
     w = torch.randn_like(out)
     grads = torch.autograd.grad(loss_of(out, states, w), inputs)
@@ -221,7 +221,7 @@ def test_backends_agree_float32_larger(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_row_blocks_on_two_threads_match_reference(monkeypatch, cell, dtype):
+def test_row_blocks_on_two_threads_match_autograd_oracle(monkeypatch, cell, dtype):
     """B=21 on 2 threads: the C++ loop runs two row blocks (10 + 11 rows) without barriers,
     float32 through the packed GEMM, float64 through at::mm; ragged lengths, dropout."""
     monkeypatch.setenv("RNNLAB_KERNEL", "cpp")
@@ -236,7 +236,7 @@ def test_row_blocks_on_two_threads_match_reference(monkeypatch, cell, dtype):
         lengths = torch.randint(1, 10, (21,), generator=g)
         masks = direction.drop_masks(x, stack.dropout)
         out, states = direction(x, lengths, stack.dropout, masks)
-        ref_out, ref_states = direction._reference_forward(x, lengths, stack.dropout, masks)
+        ref_out, ref_states = direction._autograd_oracle(x, lengths, stack.dropout, masks)
         tol = TIGHT if dtype == F64 else {"atol": 2e-5, "rtol": 1e-4}
         torch.testing.assert_close(out, ref_out, **tol)
         inputs = [x, *direction.parameters()]

@@ -1,7 +1,7 @@
-"""The portable backend: the same forward/backward algorithm as the C++ kernel in torch ops.
+"""The torch-ops backend (``RNNLAB_KERNEL=python``): recurrence.cpp's algorithm in torch ops.
 
-Runs on any device and dtype (this is the CUDA path, and the CPU path when no compiler
-is available). It is a per-step loop of a dozen small torch ops, so on CPU it is slower
+The production path on any device and dtype the C++ kernel does not take (CUDA, dtypes
+other than float32/float64, and CPU when no compiler is available); not a test oracle. It is a per-step loop of a dozen small torch ops, so on CPU it is slower
 than the C++ kernel, but it keeps the structure that matters: no autograd graph per
 step, nothing saved but pre-activations (and LSTM cells / GRU ``U_n h + b_n``), and the
 weight gradient as one matrix product after the loop.
@@ -12,11 +12,13 @@ from __future__ import annotations
 import torch
 
 from rnnlab.nn.activations import ACTIVATIONS, GATE_ACTIVATIONS, get_derivative
+from rnnlab.nn.masks import step_mask_or_none
 
 Acts = tuple[str, str, str]  # (phi, phi_c, sigma) names
 
 
-def _fns(acts: Acts):
+def resolve(acts: Acts):
+    """(phi, phi_c, sigma, phi', phi_c', sigma') for the three activation names."""
     phi, phi_c, sigma = acts
     return (
         ACTIVATIONS[phi],
@@ -26,14 +28,6 @@ def _fns(acts: Acts):
         get_derivative(phi_c),
         get_derivative(sigma),
     )
-
-
-def _valid(lengths: torch.Tensor, steps: int, device: torch.device) -> torch.Tensor | None:
-    """(T, B, 1) bool mask of valid steps, or None when nothing is padded."""
-    if bool((lengths >= steps).all()):
-        return None
-    t = torch.arange(steps, device=device).unsqueeze(1)
-    return (t < lengths.to(device).unsqueeze(0)).unsqueeze(-1)
 
 
 def forward(
@@ -48,10 +42,10 @@ def forward(
     save: bool,
 ) -> tuple[torch.Tensor, ...]:
     """gx (B, T, G*H) -> out, h_T, c_T, pre, c_all, hn_all (as the C++ kernel)."""
-    phi, phi_c, sig = _fns(acts)[:3]
+    phi, phi_c, sig = resolve(acts)[:3]
     batch, steps, _ = gx.shape
     hidden = w_hh.shape[1]
-    mask = _valid(lengths, steps, gx.device)
+    mask = step_mask_or_none(lengths, steps, gx.device)
     h, c = h0, c0
     outs, pres, cs, hns = [], [], [], []
     w_t = w_hh.t()
@@ -109,10 +103,9 @@ def backward(
     lengths: torch.Tensor,
 ) -> tuple[torch.Tensor, ...]:
     """-> dgx, dW_hh, db_hh, dh0, dc0 (dc0 empty unless LSTM)."""
-    _, phi_c, sig, dphi, dphi_c, dsig = _fns(acts)
-    phi = ACTIVATIONS[acts[0]]
+    phi, phi_c, sig, dphi, dphi_c, dsig = resolve(acts)
     batch, steps, hidden = out.shape
-    mask = _valid(lengths, steps, out.device)
+    mask = step_mask_or_none(lengths, steps, out.device)
     dh, dc = grad_h, grad_c
     dghs: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
     dgxs: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
