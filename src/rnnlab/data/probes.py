@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
 from rnnlab.data.sampling import EpochShuffleSampler
+from rnnlab.nn.heads import IGNORE_INDEX
 from rnnlab.nn.model import ModelIO
 
-IGNORE_INDEX = -100
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
 
 

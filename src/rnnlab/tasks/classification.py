@@ -19,9 +19,8 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from rnnlab.nn.heads import IGNORE_INDEX
 from rnnlab.tasks.base import RecurrentTask
-
-IGNORE_INDEX = -100
 
 
 class SequenceClassificationTask(RecurrentTask):
