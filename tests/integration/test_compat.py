@@ -16,7 +16,7 @@ def test_every_alias_names_a_callable_that_exists():
 
     for old, new in TARGET_ALIASES.items():
         assert callable(get_object(new)), new
-        with pytest.raises(Exception):
+        with pytest.raises(ImportError):
             get_object(old)  # no import shim: only the table bridges old paths
 
 
