@@ -1,4 +1,5 @@
-"""Bring your own data: one documented command trains on a user's CSV."""
+"""Bring your own data: one documented command trains on a user's CSV or audio, and
+prepares transcribed speech in each of the three layouts."""
 
 import csv
 import json
@@ -40,7 +41,9 @@ def test_csv_trains_with_one_command_and_counts_bad_rows(tmp_path):
         f"hydra.run.dir={tmp_path / 'run'}",
         *QUIET,
     )
-    meta = json.loads((data_dir / "processed" / "csv" / "meta.json").read_text())
+    # named after the file: processed/csv-my_data-<8 hex>/ (rnnlab.data.naming)
+    (meta_path,) = (data_dir / "processed").glob("csv-my_data-*/meta.json")
+    meta = json.loads(meta_path.read_text())
     assert meta["labels"] == ["food", "sport", "tech"]
     assert sum(meta["skipped"].values()) == 2
     assert sum(c["total"] for c in meta["counts"].values()) == 150
@@ -79,7 +82,8 @@ def test_wav_folder_trains_with_one_command(tmp_path):
         f"hydra.run.dir={tmp_path / 'run'}",
         *QUIET,
     )
-    meta = json.loads((data_dir / "processed" / "audio_folder" / "meta.json").read_text())
+    (meta_path,) = (data_dir / "processed").glob("audio_folder-my_words-*/meta.json")
+    meta = json.loads(meta_path.read_text())
     assert meta["labels"] == ["high", "low"]
     assert sum(meta["skipped"].values()) == 1
     assert sum(c["total"] for c in meta["counts"].values()) == 60
@@ -108,3 +112,44 @@ def test_ctc_recognition_trains_on_synth_digits_with_gated_feedback(tmp_path):
     metrics = read_metrics(tmp_path / "run")["metrics"]
     for key in ("test/cer", "test/wer", "val/cer", "val/wer", "train/loss"):
         assert key in metrics and metrics[key] == metrics[key]  # present and not NaN
+
+
+def test_transcribed_speech_prepares_from_each_layout(tmp_path):
+    """`python -m rnnlab.data.prepare data=speech_transcripts prepare.<source>=...` for a
+    manifest, LibriSpeech folders and Common Voice TSVs, each into its own directory."""
+    from tests.unit.data.test_transcripts import (
+        make_commonvoice,
+        make_librispeech,
+        make_manifest,
+    )
+
+    manifest = make_manifest(tmp_path / "mine")
+    libri = make_librispeech(tmp_path / "LibriSpeech", {"train-a": [1, 2, 3, 4], "test-b": [5]})
+    cv = make_commonvoice(tmp_path / "cv")
+    data_dir = tmp_path / "data"
+    runs = {
+        "manifest": [f"prepare.manifest={manifest}", "prepare.units=word"],
+        "librispeech": [f"prepare.librispeech_root={libri}", "prepare.normalize_text.digits=spell"],
+        "commonvoice": [f"prepare.commonvoice_tsv=[{cv}/train.tsv,{cv}/dev.tsv,{cv}/test.tsv]"],
+    }
+    for layout, overrides in runs.items():
+        run_cli(
+            "rnnlab.data.prepare",
+            "data=speech_transcripts",
+            *overrides,
+            f"paths.data_dir={data_dir}",
+            f"hydra.run.dir={tmp_path / 'logs' / layout}",
+        )
+    metas = {
+        json.loads(p.read_text())["source"]["layout"]: json.loads(p.read_text())
+        for p in (data_dir / "processed").glob("speech_transcripts-*/meta.json")
+    }
+    assert sorted(metas) == ["commonvoice", "librispeech", "manifest"]
+    for meta in metas.values():
+        assert meta["task"] == "ctc" and meta["labels"][0] == "<unk>"
+        assert all(meta["counts"][k]["total"] > 0 for k in ("train", "val", "test"))
+    assert metas["manifest"]["units"] == "word" and metas["manifest"]["carved_by"] == "speaker"
+    assert metas["librispeech"]["text_normalization"]["digits"] == "spell"
+    assert metas["librispeech"]["val_carved_from"] == "train"
+    assert metas["commonvoice"]["split_method"] == "given"
+    assert metas["commonvoice"]["skipped"] == {"duplicate_clip": 1}

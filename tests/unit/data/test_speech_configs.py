@@ -21,13 +21,24 @@ CONF = Path(__file__).resolve().parents[3] / "conf" / "data"
         ("speech_digits_synth", "synthetic"),
         ("audio_folder", "folder"),
         ("speech_commands", "speech_commands"),
+        ("speech_transcripts", "transcripts"),
+        ("librispeech", "librispeech"),
     ],
 )
 def test_data_configs_match_builders(name, module):
     path = CONF / f"{name}.yaml"
     assert path.read_text().startswith("# @package _global_\n")
     cfg = yaml.safe_load(path.read_text())
-    assert cfg["data"]["name"] == name
+    # bring-your-own sets are named after their source (rnnlab.data.naming)
+    if name in ("audio_folder", "speech_transcripts"):
+        assert cfg["data"]["name"].startswith(f"${{rnnlab_data_name:{name},${{prepare.")
+    else:
+        assert cfg["data"]["name"] == name
+    assert cfg["data"]["data_dir"] == "${paths.data_dir}/processed/${data.name}" or name not in (
+        "audio_folder",
+        "speech_transcripts",
+        "librispeech",
+    )
     target = cfg["prepare"]["_target_"]
     assert target.startswith(f"rnnlab.data.speech.{module}.build_")
     params = inspect.signature(get_method(target)).parameters
@@ -35,7 +46,8 @@ def test_data_configs_match_builders(name, module):
     assert not unknown, f"{path}: prepare keys {unknown} are not builder parameters"
     assert all(isinstance(w, str) for w in cfg["prepare"].get("words", []))
     FeatureParams(**cfg["prepare"]["features"])
-    assert cfg["task"]["name"] == ("ctc" if name == "speech_digits_synth" else "classification")
+    ctc = ("speech_digits_synth", "speech_transcripts", "librispeech")
+    assert cfg["task"]["name"] == ("ctc" if name in ctc else "classification")
 
 
 def test_package_re_exports_no_builders():

@@ -156,3 +156,58 @@ def test_given_splits_sharing_speakers_warn(tmp_path, caplog):
         _, meta = build_audio_folder(manifest=tmp_path / "m.csv", normalize=False)
     assert meta["speakers"] == {"train": ["alice"], "val": ["alice"], "test": ["bob"]}
     assert "train/val: 1 (alice)" in caplog.text
+
+
+def test_manifest_one_liner_with_the_shipped_config(tmp_path):
+    """`data=audio_folder prepare.manifest=<csv>` works: the default root no longer clashes."""
+    from rnnlab.data.prepare import prepare
+    from tests.unit.data.test_naming import compose_prepare
+
+    _make_folder(tmp_path / "data")
+    rows = ["path,label"] + [
+        f"data/{lab}/{p.name},{lab}"
+        for lab in ("high", "low")
+        for p in sorted((tmp_path / "data" / lab).glob("aa01*.wav"))
+        + sorted((tmp_path / "data" / lab).glob("[bcd]*.wav"))
+    ]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    cfg = compose_prepare(
+        "data=audio_folder", f"prepare.manifest={tmp_path / 'm.csv'}", f"paths.data_dir={tmp_path}"
+    )
+    meta = prepare(cfg)
+    assert meta["source"]["manifest"] == str(tmp_path / "m.csv") and meta["source"]["root"] is None
+    assert "audio_folder-m-" in cfg.data.data_dir
+    with pytest.raises(DataError, match="give one of root=.*not both"):
+        build_audio_folder(root=tmp_path / "data", manifest=tmp_path / "m.csv")
+    with pytest.raises(DataError, match=r"raw_missing/audio_folder'? is not a directory"):
+        build_audio_folder(raw_dir=tmp_path / "raw_missing")  # neither: the default folder
+
+
+def test_given_train_test_without_val_carves_val(tmp_path):
+    for i in range(12):
+        sf.write(tmp_path / f"{i}.wav", tone(16000, 0.3, 300.0 + 100 * (i % 2)), 16000)
+    rows = ["path,label,speaker,split"]
+    rows += [f"{i}.wav,{'ab'[i % 2]},s{i // 2},{'test' if i >= 10 else 'train'}" for i in range(12)]
+    (tmp_path / "spk.csv").write_text("\n".join(rows) + "\n")
+    splits, meta = build_audio_folder(manifest=tmp_path / "spk.csv", val_fraction=0.2)
+    assert meta["split_method"] == "given" and meta["val_carved_from"] == "train"
+    assert meta["carved_by"] == "speaker" and len(meta["speakers"]["val"]) == 1
+    assert set(meta["speakers"]["val"]).isdisjoint(meta["speakers"]["train"])
+    rows = ["path,label,split"] + [
+        f"{i}.wav,{'ab'[i % 2]},{'test' if i >= 10 else 'train'}" for i in range(12)
+    ]
+    (tmp_path / "hash.csv").write_text("\n".join(rows) + "\n")
+    splits, meta = build_audio_folder(manifest=tmp_path / "hash.csv", val_fraction=0.4)
+    assert meta["carved_by"] == "hash" and meta["speakers"] is None
+    assert len(splits["val"]) > 0 and len(splits["test"]) == 2
+
+
+def test_resampling_is_logged_once_with_both_rates(tmp_path, caplog):
+    _make_folder(tmp_path / "data")
+    with caplog.at_level(logging.INFO, logger="rnnlab.data.speech.audio"):
+        build_audio_folder(root=tmp_path / "data", val_fraction=0.3, test_fraction=0.3)
+    lines = [r.getMessage() for r in caplog.records if "Hz ->" in r.getMessage()]
+    assert len(lines) == 1
+    assert (
+        "8000 Hz -> 16000 Hz (8 files)" in lines[0] and "44100 Hz -> 16000 Hz (8 files)" in lines[0]
+    )
