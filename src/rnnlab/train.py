@@ -136,7 +136,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _fit(
-    trainer: L.Trainer, task: RecurrentTask, datamodule: L.LightningDataModule, ckpt_path
+    trainer: L.Trainer,
+    task: RecurrentTask,
+    datamodule: L.LightningDataModule,
+    ckpt_path: str | None,
 ) -> TrainingDiverged | None:
     """``trainer.fit``; record its end in last.ckpt; the divergence, if it diverged."""
     try:

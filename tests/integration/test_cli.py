@@ -150,8 +150,9 @@ def test_auto_resume_restarts_a_finished_run_cleanly(tmp_path):
     args = ("trainer.max_epochs=1", "ckpt_path=auto", f"hydra.run.dir={tmp_path}", *FAST)
     run_cli("rnnlab.train", *args)
     proc = run_cli("rnnlab.train", *args)
-    assert "last.ckpt was a finished run (fit_status='completed')" in proc.stderr
-    assert "resuming" not in proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "last.ckpt was a finished run (fit_status='completed')" in out
+    assert "resuming" not in out
     assert (tmp_path / "checkpoints" / "stale" / "last.ckpt").is_file()
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")) == [
         "best.ckpt",
