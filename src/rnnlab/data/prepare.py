@@ -35,8 +35,8 @@ def prepare(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     splits, meta = instantiate(cfg.prepare, out_dir=out_dir, _convert_="all")
     meta = {
-        "name": cfg.data.name,
         **meta,
+        "name": cfg.data.name,  # the dataset's own (user-given or derived) name wins
         "prepare_config": OmegaConf.to_container(cfg.prepare, resolve=True),
     }
     meta = write_processed(out_dir, splits, meta)
