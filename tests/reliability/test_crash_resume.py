@@ -184,6 +184,8 @@ def _auto_case(tmp_path, compose_cfg, *, change: str | None, processed: bool = F
         ckpt["ProcessedDataModule"]["checksums"]["train.pt"] = "f" * 64
     elif change in ("completed", "diverged"):  # recorded by the run, at any epoch
         ckpt["rnnlab"]["fit_status"] = change
+    elif change == "old_targets":  # written before rnnlab.data moved (rnnlab.compat)
+        run_config["data"]["_target_"] = "rnnlab.data.synthetic.AddingDataModule"
     elif change == "last_epoch":  # killed after the last epoch's save, before the record
         ckpt["epoch"] = 2
     elif change == "early_stopped":  # ditto, after early stopping stopped it
@@ -199,6 +201,11 @@ def test_auto_resumes_an_interrupted_run_of_the_same_config_code_and_data(
     tmp_path, compose_cfg, processed
 ):
     resolved, last = _auto_case(tmp_path, compose_cfg, change=None, processed=processed)
+    assert resolved == str(last)
+
+
+def test_auto_compares_a_stored_config_after_renaming_its_old_targets(tmp_path, compose_cfg):
+    resolved, last = _auto_case(tmp_path, compose_cfg, change="old_targets")
     assert resolved == str(last)
 
 
