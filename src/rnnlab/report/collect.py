@@ -4,7 +4,11 @@ A sweep ``outputs/multiruns/<time>_<pid>/`` holds ``multirun.yaml`` and one subd
 job (``0/``, ``1/``, ...) with ``.hydra/{config,overrides,hydra}.yaml``, and, for
 finished jobs, ``metrics.json``, ``csv/metrics.csv`` and optionally
 ``gradient_flow/gradient_flow.json``. Missing files are tolerated: a job without
-``metrics.json`` is ``failed``, with the last error line of its log as the reason.
+``metrics.json`` is ``failed``, with the last error line of its log as the reason; a job
+whose ``metrics.json`` records ``"status": "diverged"`` is ``diverged``.
+
+:func:`rank_jobs` (ranking, notes, configurations) is shared with the DVC-experiment
+reader, :mod:`rnnlab.report.dvc`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import yaml
 
 from rnnlab.metrics import read_metrics_csv
+from rnnlab.report.configs import build_configs
 from rnnlab.report.jobs import AXIS_KEYS, Job, Report, ReportError
 from rnnlab.report.rank import default_metric, guess_mode, rank
 
@@ -120,6 +125,20 @@ def _read_hydra(job: Job) -> None:
     job.axes = job_axes(job.config, choices)
 
 
+def apply_run_status(job: Job, record: dict[str, Any], where: Path) -> None:
+    """The ``status`` train.py records in metrics.json (rnnlab.run_record): ``completed``
+    (or absent: older runs) is ok, ``diverged`` is diverged, anything else failed."""
+    status = record.get("status", "completed")
+    if status == "diverged":
+        job.status = "diverged"
+        job.reason = (
+            f"training diverged at epoch {record.get('epoch', '?')} (status in {where}); "
+            "metrics are from the last good epoch"
+        )
+    elif status != "completed":
+        job.status, job.reason = "failed", f"status {status!r} in {where}"
+
+
 def _read_metrics(job: Job) -> None:
     metrics_file = job.path / "metrics.json"
     if metrics_file.is_file():
@@ -127,7 +146,8 @@ def _read_metrics(job: Job) -> None:
             record = json.loads(metrics_file.read_text())
             job.metrics = {k: float(v) for k, v in (record.get("metrics") or {}).items()}
             job.epochs = record.get("epoch")
-        except (ValueError, TypeError) as err:
+            apply_run_status(job, record, metrics_file)
+        except (ValueError, TypeError, AttributeError) as err:
             job.status, job.reason = "failed", f"{metrics_file}: unreadable ({err})"
     else:
         job.status, job.reason = "failed", failure_reason(job.path)
@@ -182,6 +202,23 @@ def collect(sweep_dir: str | Path, metric: str | None = None, mode: str | None =
     """Read a sweep directory and rank its jobs (``metric``/``mode``: see rank.py)."""
     sweep_dir = Path(sweep_dir)
     jobs = [read_job(d) for d in find_job_dirs(sweep_dir)]
+    optuna = None
+    if (sweep_dir / "optimization_results.yaml").is_file():
+        optuna = _load_yaml(sweep_dir / "optimization_results.yaml")
+    return rank_jobs(sweep_dir, jobs, swept_keys(sweep_dir, jobs), metric, mode, optuna)
+
+
+def rank_jobs(
+    sweep_dir: Path,
+    jobs: list[Job],
+    swept: list[str],
+    metric: str | None,
+    mode: str | None,
+    optuna: dict[str, Any] | None = None,
+    source: str = "hydra",
+) -> Report:
+    """Rank read jobs, group them into configurations and note what the reader should
+    know (a derived metric, the ranked metric's column not repeated among test keys)."""
     if mode is not None and mode not in ("max", "min"):
         raise ReportError(f"--mode={mode!r} is not valid; valid: max, min")
     metric = metric or default_metric(jobs)
@@ -194,9 +231,17 @@ def collect(sweep_dir: str | Path, metric: str | None = None, mode: str | None =
             f"{metric} is not stored in metrics.json of job(s) {', '.join(derived)}: there it is "
             f"the best epoch of {metric.removesuffix('_best')} in csv/metrics.csv"
         )
-    test_keys = sorted({k for j in jobs if j.metrics for k in j.metrics if k.startswith("test/")})
-    optuna = None
-    if (sweep_dir / "optimization_results.yaml").is_file():
-        optuna = _load_yaml(sweep_dir / "optimization_results.yaml")
-    swept = swept_keys(sweep_dir, jobs)
-    return Report(sweep_dir, ordered, metric, mode, swept, test_keys, optuna, notes)
+    # the ranked metric has its own column: a test metric ranked on is not repeated
+    test_keys = sorted(
+        {k for j in jobs if j.metrics for k in j.metrics if k.startswith("test/") and k != metric}
+    )
+    diverged = [j.name for j in ordered if j.status == "diverged"]
+    if diverged:
+        notes.append(
+            f"job(s) {', '.join(diverged)} diverged (metrics.json status): listed below every "
+            "finished job, unranked, whatever their last good epoch scored"
+        )
+    configs = build_configs(ordered, test_keys, mode)
+    return Report(
+        sweep_dir, ordered, metric, mode, swept, test_keys, optuna, notes, configs, source
+    )

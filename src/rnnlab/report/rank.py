@@ -3,7 +3,9 @@
 The default metric is ``<task.monitor>_best`` (the best validation value of each run);
 the direction is ``task.mode`` when the metric is the jobs' monitor, else guessed from
 its name (losses and error rates are minimised). Jobs with a finite value come first,
-best first (ties keep job order); then jobs without the metric; failed jobs last.
+best first (ties keep job order); then jobs without the metric; then diverged jobs
+(``metrics.json`` ``"status": "diverged"``, whatever their last good epoch scored) and
+failed jobs last, unranked.
 """
 
 from __future__ import annotations
@@ -62,14 +64,20 @@ def metric_value(job: Job, metric: str, mode: str) -> float | None:
 
 
 def rank(jobs: list[Job], metric: str, mode: str) -> list[Job]:
-    """Best first; then jobs without the metric ("missing metric"); failed jobs last.
+    """Best first; then jobs without the metric ("missing metric"); then diverged jobs;
+    failed jobs last.
 
     Sets each job's ``value`` and, where it has no finite metric, ``status``/``reason``.
+    A diverged job keeps its (finite) value for display but is never ranked.
     """
     for job in jobs:
         if job.status == "failed":
             continue
         value = metric_value(job, metric, mode)
+        if job.status == "diverged":
+            if value is not None and math.isfinite(value):
+                job.value = value
+            continue
         if value is None:
             job.status, job.reason = "missing metric", f"{metric} not in metrics.json"
         elif not math.isfinite(value):
@@ -81,5 +89,6 @@ def rank(jobs: list[Job], metric: str, mode: str) -> list[Job]:
     # stable sort: ties keep job order (jobs arrive sorted by job number)
     ok = sorted((j for j in jobs if j.status == "ok"), key=lambda j: sign * j.value)
     missing = [j for j in jobs if j.status == "missing metric"]
+    diverged = [j for j in jobs if j.status == "diverged"]
     failed = [j for j in jobs if j.status == "failed"]
-    return ok + missing + failed
+    return ok + missing + diverged + failed
