@@ -6,10 +6,18 @@ machine has credentials (``WANDB_API_KEY``, an identity-token file or a netrc en
 the W&B host) and ``offline`` otherwise; an explicit ``WANDB_MODE`` always wins. Offline
 runs are complete runs on disk: ``wandb sync <output_dir>/wandb/offline-run-*`` uploads
 them later.
+
+Seeds: every job of one configuration gets the same ``job_type``,
+``<job_type>-<config hash>`` (:func:`config_hash`: the composed config without any
+``seed`` key and without run-specific paths), and the hash is in the run config as
+``config_hash``, so the dashboard groups a sweep's runs (group = the sweep) by
+configuration and shows the spread over seeds ("Group by: job_type").
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import netrc
 import os
@@ -173,7 +181,45 @@ def log_classification_report(
     logger.experiment.log({"test/confusion_matrix": matrix, "test/per_class": table})
 
 
+# Top-level keys that describe where and how a run is recorded, not what it computes.
+RUN_ONLY_KEYS = frozenset(
+    {"paths", "hydra", "logger", "ckpt_path", "print_config", "auto_prepare", "params_file"}
+)
+
+
+def _without_seed(value: Any, output_dir: str | None) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _without_seed(v, output_dir) for k, v in value.items() if k != "seed"}
+    if isinstance(value, (list, tuple)):
+        return [_without_seed(v, output_dir) for v in value]
+    if output_dir and isinstance(value, str) and value.startswith(output_dir):
+        return "<output_dir>" + value[len(output_dir) :]
+    return value
+
+
+def config_hash(config: Mapping[str, Any], length: int = 8) -> str:
+    """sha256 (first ``length`` hex digits) of the resolved config without every ``seed``
+    key (``seed``, ``data.seed``, ...), the run-only top-level keys (paths, logger,
+    hydra, ...) and the job's output directory inside any value: equal for the seeds of
+    one configuration, different as soon as anything else differs."""
+    output_dir = str((config.get("paths") or {}).get("output_dir") or "") or None
+    kept = {k: v for k, v in config.items() if k not in RUN_ONLY_KEYS}
+    text = json.dumps(_without_seed(kept, output_dir), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 def log_full_config(loggers: Sequence[Logger], config: Mapping[str, Any]) -> None:
-    """The whole composed config at the top level of the W&B run config (filterable)."""
+    """The whole composed config at the top level of the W&B run config (filterable),
+    plus ``config_hash``; a run not started yet gets ``job_type=<job_type>-<hash>``
+    so the seeds of one configuration share a job type (see the module docstring)."""
+    digest = config_hash(config)
     for logger in wandb_loggers(loggers):
-        logger.experiment.config.update(dict(config), allow_val_change=True)
+        init = getattr(logger, "_wandb_init", None)  # WandbLogger's wandb.init kwargs
+        if getattr(logger, "_experiment", None) is None and isinstance(init, dict):
+            base = init.get("job_type") or "train"
+            init["job_type"] = f"{base}-{digest}"
+        else:
+            log.info("W&B run already started: job_type stays, config_hash=%s", digest)
+        logger.experiment.config.update(
+            {**dict(config), "config_hash": digest}, allow_val_change=True
+        )

@@ -4,9 +4,12 @@ Three views, each answering a question the seed articles raise:
 
 * **per-layer gradient norms** during training (``grad_norm/<layer>``, before
   clipping): which layer's gradients explode, and does clipping fire?
-* **‖∂L/∂h_t‖ over time** for a fixed probe batch (the first validation batch), per
-  layer: how far back in time does the loss reach? A tanh Elman RNN's profile decays
-  geometrically toward early steps; an LSTM's stays flat.
+* **‖∂L/∂h_t‖ over time** for a fixed probe batch, per layer: how far back in time does
+  the loss reach? A tanh Elman RNN's profile decays geometrically toward early steps; an
+  LSTM's stays flat. The probe batch is the validation batch with the longest sequence
+  (length bucketing makes the first one the shortest), chosen once and kept for every
+  epoch; the probe runs in float64 where the device has it, so norms far below float32's
+  floor (1e-45) are measured instead of underflowing to 0.
 * **saturated and dead units** per layer on the probe batch: tanh/sigmoid outputs within
   ``saturation_eps`` of their bounds pass almost no gradient; relu units that never fire
   pass none.
@@ -62,6 +65,9 @@ class GradientFlow(Callback):
             always rendered after the first probe and when training ends or fails, from
             every record. The JSON is written after every probe. Rendering costs about half
             a second, a real share of short epochs; 0 renders after every probe.
+        probe_dtype: ``float64`` (default: the probe replays a float64 copy of the
+            network, so ‖∂L/∂h_t‖ does not underflow; the trained weights are untouched)
+            or ``float32``. Falls back to float32 where float64 fails (e.g. MPS).
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class GradientFlow(Callback):
         saturation_eps: float = 0.01,
         max_probe_steps: int | None = None,
         plot_every_s: float = 30.0,
+        probe_dtype: str = "float64",
     ) -> None:
         super().__init__()
         for key, value in (
@@ -90,6 +97,12 @@ class GradientFlow(Callback):
             raise ValueError(
                 f"callbacks.gradient_flow.plot_every_s={plot_every_s!r} must be a number >= 0"
             )
+        if probe_dtype not in PROBE_DTYPES:
+            raise ValueError(
+                f"callbacks.gradient_flow.probe_dtype={probe_dtype!r}; valid: "
+                + ", ".join(PROBE_DTYPES)
+            )
+        self.probe_dtype = PROBE_DTYPES[probe_dtype]
         self.dirpath = Path(dirpath)
         self.every_n_epochs = every_n_epochs
         self.log_every_n_steps = log_every_n_steps
@@ -163,12 +176,20 @@ class GradientFlow(Callback):
         record = self.measure(pl_module, batch)
         record.update(epoch=trainer.current_epoch, global_step=trainer.global_step)
         self.records.append(record)
-        self._warn_vanishing(record)
+        self._warn_vanishing(record, pl_module)
         self._write(trainer)
         self._log(trainer, record)
 
     def measure(self, pl_module: L.LightningModule, batch: dict[str, torch.Tensor]) -> dict:
         """One probe: per-layer ‖∂L/∂h_t‖ profiles, saturation, weight-gradient norms."""
+        if self.probe_dtype == torch.float64:
+            try:
+                return measure(
+                    pl_module, batch, self.saturation_eps, self.max_probe_steps, torch.float64
+                )
+            except (RuntimeError, TypeError) as err:  # no float64 on this device (MPS)
+                log.warning("gradient flow: float64 probe failed (%s); probing in float32", err)
+                self.probe_dtype = torch.float32
         return measure(pl_module, batch, self.saturation_eps, self.max_probe_steps)
 
     def _get_probe_batch(self, trainer, pl_module) -> dict[str, torch.Tensor] | None:
@@ -181,14 +202,20 @@ class GradientFlow(Callback):
             if loaders is None:
                 rank_zero_warn("gradient flow: no dataloader to take a probe batch from; skipped")
                 return None
-            batch = next(iter(loaders))
+            batch = longest_batch(loaders)
+            if batch is None:
+                rank_zero_warn("gradient flow: the probe's dataloader is empty; skipped")
+                return None
             self._probe_batch = {
                 k: v.to(pl_module.device) if isinstance(v, torch.Tensor) else v
                 for k, v in batch.items()
             }
         return self._probe_batch
 
-    def _warn_vanishing(self, record: dict) -> None:
+    def _warn_vanishing(self, record: dict, pl_module=None) -> None:
+        cells = {}
+        if pl_module is not None:
+            cells = {layer_name(p): m.cell for p, m in named_layers(pl_module)}
         for name, layer in record["layers"].items():
             profile = [v for v in layer["dh_norm"] if v is not None]
             peak = max(profile, default=0.0)
@@ -196,8 +223,8 @@ class GradientFlow(Callback):
                 rank_zero_warn_log(
                     f"vanishing gradients in {name} (epoch {record['epoch']}): "
                     f"‖∂L/∂h_0‖ is {profile[0] / peak:.1e} of the largest ‖∂L/∂h_t‖ "
-                    f"(threshold {self.vanish_threshold:g}); gated cells (lstm, gru), "
-                    "residual/highway connections or orthogonal init help"
+                    f"(threshold {self.vanish_threshold:g}); "
+                    + vanishing_advice(cells.get(name), record.get("probe") or {})
                 )
 
     def _load_records(self, global_step: int) -> None:
@@ -247,6 +274,50 @@ class GradientFlow(Callback):
                     scalars[f"gradflow/{name}/{key}"] = layer[key]
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=trainer.global_step)
+
+
+PROBE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def batch_length(batch: dict[str, Any]) -> int:
+    """The longest sequence of a batch: ``max(lengths)``, else the padded time axis."""
+    lengths = batch.get("lengths")
+    if isinstance(lengths, torch.Tensor) and lengths.numel():
+        return int(lengths.max())
+    inputs = batch.get("inputs")
+    return int(inputs.shape[1]) if isinstance(inputs, torch.Tensor) and inputs.dim() > 1 else 0
+
+
+def longest_batch(loader) -> dict[str, Any] | None:
+    """The batch with the longest sequence (the first of equals) in one pass over
+    ``loader``: with length bucketing the first batch is the shortest, which would probe
+    only a few steps of the recurrence. One pass, once per run; the batch is then kept."""
+    best, best_len = None, -1
+    for batch in loader:
+        length = batch_length(batch)
+        if length > best_len:
+            best, best_len = batch, length
+    return best
+
+
+def vanishing_advice(cell: str | None, probe: dict[str, Any]) -> str:
+    """What helps against vanishing gradients in a layer of this cell type."""
+    steps = probe.get("time_steps")
+    shorter = f"shorter sequences than the {steps} probed steps" if steps else "shorter sequences"
+    if cell in ("lstm", "gru"):
+        bias = (
+            "a positive forget-gate bias (model.forget_bias=1.0)"
+            if cell == "lstm"
+            else "checking the update gate for saturation (gate_saturated_frac)"
+        )
+        return (
+            f"the cell is already gated ({cell}): try {bias}, residual/highway connections "
+            f"(model/connection=residual), {shorter}, or gradient clipping with a higher lr"
+        )
+    return (
+        "gated cells (model/cell=lstm or gru), residual/highway connections "
+        "or orthogonal/identity init (model.init) help"
+    )
 
 
 @rank_zero_only

@@ -3,7 +3,8 @@
 Left, ‖∂L/∂h_t‖ over time steps t for every layer at the latest probe (and ‖∂L/∂x_t‖ at
 the stack input, dashed); right, the first profiled layer at every probe so far, from
 "before training" to the latest epoch. Log-y: vanishing gradients decay geometrically
-toward t = 0, a straight falling line.
+toward t = 0, a straight falling line. Steps whose norm is exactly 0 (underflow) are
+marked with triangles below the line.
 """
 
 from __future__ import annotations
@@ -49,8 +50,20 @@ def plot_gradient_flow(records: list[dict], out_png: str | Path) -> Path:
 
 
 def _log_line(ax, values: list[float], **kwargs) -> None:
-    """Plot positive values on a log axis (zeros, e.g. unreachable steps, are dropped)."""
+    """Plot positive values on a log axis; steps whose norm is exactly 0 (an underflow
+    below the float floor, or no gradient at all) are marked with triangles a decade
+    below the line's smallest value instead of vanishing from the plot."""
     points = [(t, v) for t, v in enumerate(values) if v and v > 0]
+    zeros = [t for t, v in enumerate(values) if v == 0]
     if points:
         xs, ys = zip(*points)
-        ax.semilogy(xs, ys, **kwargs)
+        (line,) = ax.semilogy(xs, ys, **kwargs)
+        if zeros:
+            ax.semilogy(
+                zeros,
+                [min(ys) / 10] * len(zeros),
+                "v",
+                ms=3,
+                color=line.get_color(),
+                label=f"{kwargs.get('label', '')}: {len(zeros)} steps = 0 (underflow)",
+            )

@@ -25,6 +25,8 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rnnlab.report.jobs import AXES, Job, Report
 from rnnlab.stats import Summary, summarize
 
@@ -89,12 +91,34 @@ def _distributions(keys: list[str], rows: list[dict[str, str]]) -> dict:
     return out
 
 
+def _fanova_numpy2_shim() -> None:
+    """optuna 2.10's fANOVA tree reads a leaf's value as ``tree_.value[i]``, an array of
+    shape (1, 1), and stores it into a float row, which numpy >= 2 refuses ("setting an
+    array element with a sequence"). Make that one accessor return the float it meant;
+    nothing else in optuna changes. Idempotent; a no-op where the module moved."""
+    try:
+        from optuna.importance._fanova import _tree
+    except ImportError:
+        return
+    tree = getattr(_tree, "_FanovaTree", None)
+    original = getattr(tree, "_get_node_value", None)
+    if original is None or getattr(original, "_rnnlab_float", False):
+        return
+
+    def node_value(self, node_index: int) -> float:
+        return float(np.asarray(original(self, node_index)).reshape(-1)[0])
+
+    node_value._rnnlab_float = True
+    tree._get_node_value = node_value
+
+
 def fanova(rows: list[dict[str, str]], values: list[float], keys: list[str]) -> dict[str, float]:
     """fANOVA importance of ``keys`` for ``values`` (one row of key -> value per
     observation), sorted most important first; seed 0, so the ranking is reproducible."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
+    _fanova_numpy2_shim()
     distributions = _distributions(keys, rows)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created"
