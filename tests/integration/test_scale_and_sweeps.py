@@ -121,7 +121,7 @@ def test_sweep_configs_define_their_grids():
     assert len(grid["model/activation"].split(",")) * len(grid["model/connection"].split(",")) == 18
     assert _compose_sweep("sweep=cells").hydra.sweeper.params["model/cell"] == "rnn,lstm,gru"
     clip = _compose_sweep("sweep=clipping")
-    assert len(clip.hydra.sweeper.params["+clip"].split(",")) == 7 and clip.model.cell == "rnn"
+    assert len(clip.hydra.sweeper.params["clip"].split(",")) == 7 and clip.model.cell == "rnn"
     optuna = _compose_sweep("sweep=optuna", "data=text_langid")
     assert optuna.hydra.sweeper.direction == "maximize"  # val/acc
     assert _compose_sweep("sweep=optuna").hydra.sweeper.direction == "minimize"  # val/loss
