@@ -24,7 +24,7 @@ from rnnlab.data.bad_input import BadInput, location
 from rnnlab.data.download import fetch
 from rnnlab.data.format import Split
 from rnnlab.data.splits import check_fractions
-from rnnlab.data.text.encode import assemble, carve, normalise_text
+from rnnlab.data.text.encode import EncodeOptions, assemble, carve, normalise_text
 from rnnlab.data.text.records import csv_rows, undecodable
 from rnnlab.errors import DataError
 
@@ -160,16 +160,8 @@ def build_ag_news(
     carved = carve(train, val_fraction)
     source["files"] = {s: str(p) for s, p in paths.items()}
     source["split"] = f"upstream train/test; val = sha256(text) < {val_fraction} of train"
+    examples = {"train": carved["train"], "val": carved["val"], "test": test}
+    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
     return assemble(
-        name,
-        out_dir,
-        {"train": carved["train"], "val": carved["val"], "test": test},
-        AG_NEWS_LABELS,
-        tokenizer=tokenizer,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        lowercase=lowercase,
-        max_length=max_length,
-        skipped=skipped,
-        source=source,
+        name, out_dir, examples, AG_NEWS_LABELS, options, skipped=skipped, source=source
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import yaml
 from rnnlab.data.format import Split
 from rnnlab.data.splits import check_fractions
 from rnnlab.data.text.encode import (
+    EncodeOptions,
     as_list,
     assemble,
     dedupe,
@@ -105,46 +107,58 @@ def _subdirs(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir())
 
 
+@dataclass(frozen=True)
+class _Classes:
+    """What one chatterbot dataset reads: each label's YAML files, and its class limits.
+
+    ``min_key`` names the minimum in messages (``min_per_language``/``min_per_class``);
+    ``where`` and ``hint`` start and end the "too few classes" error.
+    """
+
+    files: dict[str, list[Path]]
+    min_key: str
+    minimum: int
+    maximum: int | None
+    where: str
+    hint: str
+
+
 def _build_classes(
     name: str,
     out_dir: str | Path,
-    classes: dict[str, list[Path]],
-    *,
-    min_per_class: int,
-    max_per_class: int | None,
-    min_key: str,
+    classes: _Classes,
+    options: EncodeOptions,
     fractions: tuple[float, float],
-    text_options: dict[str, Any],
+    corpus_dir: str | Path | None,
     source: dict[str, Any],
     source_tail: dict[str, Any] | None = None,
-    where: str,
-    hint: str,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
-    """The one chatterbot builder: ``classes`` maps each label to its YAML files.
+    """The one chatterbot builder: read, dedupe, limit, hash-split and assemble ``classes``.
 
-    ``min_key`` names the minimum in messages (``min_per_language``/``min_per_class``),
-    ``where`` and ``hint`` start and end the "too few classes" error. ``meta["source"]``
-    is ``source``, then the utterances read and kept per class, then ``source_tail``.
+    ``meta["source"]`` is the corpus and its dir, ``source``, the utterances read and
+    kept per class, then ``source_tail``.
     """
     skipped: Counter = Counter()
     items: list[tuple[str, str]] = []
     read: dict[str, int] = {}
-    for label, paths in classes.items():
+    for label, paths in classes.files.items():
         texts = [t for p in paths for t in read_conversations(p, skipped)]
         read[label] = len(texts)
         items.extend((t, label) for t in texts)
-    kept, dropped = limit_classes(dedupe(items, skipped), min_per_class, max_per_class, skipped)
+    minimum, min_key = classes.minimum, classes.min_key
+    kept, dropped = limit_classes(dedupe(items, skipped), minimum, classes.maximum, skipped)
     if dropped:
-        log.warning("%s: dropped classes below %s=%s: %s", name, min_key, min_per_class, dropped)
+        log.warning("%s: dropped classes below %s=%s: %s", name, min_key, minimum, dropped)
     labels = sorted({label for _, label in kept})
     if len(labels) < 2:
         raise DataError(
-            f"{where}: only {labels} have >= {min_key}={min_per_class} distinct utterances "
-            f"(dropped {dropped}); {hint}"
+            f"{classes.where}: only {labels} have >= {min_key}={minimum} distinct utterances "
+            f"(dropped {dropped}); {classes.hint}"
         )
     per_class = Counter(label for _, label in kept)
-    val_fraction, test_fraction = fractions
     source = {
+        "corpus": "chatterbot_corpus",
+        "corpus_dir": str(corpus_dir) if corpus_dir else PACKAGED_CORPUS,
         **source,
         "utterances_read": read,
         "utterances_kept": {k: per_class[k] for k in labels},
@@ -153,12 +167,12 @@ def _build_classes(
     return assemble(
         name,
         out_dir,
-        split_by_hash(kept, labels, val_fraction, test_fraction),
+        split_by_hash(kept, labels, *fractions),
         labels,
+        options,
         skipped=skipped,
         source=source,
         extra={"dropped_classes": dropped},
-        **text_options,
     )
 
 
@@ -200,33 +214,18 @@ def build_text_langid(
         )
     if len(set(wanted)) < 2:
         raise DataError(f"{name}: languages={wanted}; need at least two distinct languages")
-    classes = {lang: sorted((root / lang).glob("*.yml")) for lang in sorted(set(wanted))}
+    files = {lang: sorted((root / lang).glob("*.yml")) for lang in sorted(set(wanted))}
+    hint = "lower min_per_language or add languages"
+    classes = _Classes(
+        files, "min_per_language", int(min_per_language), max_per_language, name, hint
+    )
+    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
+    train = 1 - val_fraction - test_fraction
+    split = f"sha256(text) {train:.2f}/{val_fraction:.2f}/{test_fraction:.2f}"
+    listing = {"files": {lang: [p.name for p in paths] for lang, paths in files.items()}}
+    fractions = (val_fraction, test_fraction)
     return _build_classes(
-        name,
-        out_dir,
-        classes,
-        min_per_class=int(min_per_language),
-        max_per_class=max_per_language,
-        min_key="min_per_language",
-        fractions=(val_fraction, test_fraction),
-        text_options=dict(
-            tokenizer=tokenizer,
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            lowercase=lowercase,
-            max_length=max_length,
-        ),
-        source={
-            "corpus": "chatterbot_corpus",
-            "corpus_dir": str(corpus_dir) if corpus_dir else PACKAGED_CORPUS,
-            "files": {lang: [p.name for p in paths] for lang, paths in classes.items()},
-        },
-        source_tail={
-            "split": f"sha256(text) {1 - val_fraction - test_fraction:.2f}/"
-            f"{val_fraction:.2f}/{test_fraction:.2f}",
-        },
-        where=name,
-        hint="lower min_per_language or add languages",
+        name, out_dir, classes, options, fractions, corpus_dir, listing, {"split": split}
     )
 
 
@@ -254,30 +253,15 @@ def build_text_topics(
     """
     name = "text_topics"
     check_fractions(val_fraction, test_fraction, name)
-    root = _corpus_dir(corpus_dir)
-    lang_dir = root / language
+    lang_dir = _corpus_dir(corpus_dir) / language
     if not lang_dir.is_dir():
-        raise DataError(f"{lang_dir}: language {language!r} not found; valid: {_subdirs(root)}")
+        valid = _subdirs(lang_dir.parent)
+        raise DataError(f"{lang_dir}: language {language!r} not found; valid: {valid}")
+    files = {path.stem: [path] for path in sorted(lang_dir.glob("*.yml"))}
+    where, hint = str(lang_dir), "lower min_per_class"
+    classes = _Classes(files, "min_per_class", int(min_per_class), max_per_class, where, hint)
+    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
+    source = {"language": language}
     return _build_classes(
-        name,
-        out_dir,
-        {path.stem: [path] for path in sorted(lang_dir.glob("*.yml"))},
-        min_per_class=int(min_per_class),
-        max_per_class=max_per_class,
-        min_key="min_per_class",
-        fractions=(val_fraction, test_fraction),
-        text_options=dict(
-            tokenizer=tokenizer,
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            lowercase=lowercase,
-            max_length=max_length,
-        ),
-        source={
-            "corpus": "chatterbot_corpus",
-            "corpus_dir": str(corpus_dir) if corpus_dir else PACKAGED_CORPUS,
-            "language": language,
-        },
-        where=str(lang_dir),
-        hint="lower min_per_class",
+        name, out_dir, classes, options, (val_fraction, test_fraction), corpus_dir, source
     )

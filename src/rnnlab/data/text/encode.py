@@ -27,6 +27,7 @@ import logging
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -158,6 +159,47 @@ def carve(
     return out
 
 
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How a text builder turns texts into token ids: its tokenizer settings and cut.
+
+    Every text builder takes these five as keyword parameters (Hydra passes config keys
+    as keyword arguments) and hands them to :func:`assemble` as one value.
+    ``tokenizer``: a :data:`~rnnlab.data.text.tokenizer.TOKENIZER_KINDS` name;
+    ``vocab_size``: its cap (None: the kind's default); ``min_frequency``: rarer tokens become ``<unk>``; ``max_length``:
+    longer sequences are cut (counted in ``meta["truncated"]``), None keeps them whole.
+    """
+
+    tokenizer: str
+    vocab_size: int | None
+    min_frequency: int
+    lowercase: bool
+    max_length: int | None
+
+    def train(self, texts: Iterable[str]) -> Tokenizer:
+        """The tokenizer these options describe, trained on ``texts``."""
+        return train_tokenizer(
+            texts,
+            self.tokenizer,
+            vocab_size=self.vocab_size,
+            min_frequency=self.min_frequency,
+            lowercase=self.lowercase,
+        )
+
+    def as_meta(self, tok: Tokenizer) -> dict[str, Any]:
+        """``meta["tokenizer"]`` for ``tok`` trained with these options."""
+        return {
+            "kind": self.tokenizer,
+            "file": TOKENIZER_FILE,
+            "vocab_size": tok.get_vocab_size(),
+            "requested_vocab_size": self.vocab_size,
+            "min_frequency": int(self.min_frequency),
+            "lowercase": bool(self.lowercase),
+            "max_length": self.max_length,
+            "trained_on": "train",
+        }
+
+
 def _encode_split(
     tok: Tokenizer, examples: list[tuple[str, int]], max_length: int | None, skipped: Counter
 ) -> tuple[Split, dict[str, Any]]:
@@ -207,30 +249,20 @@ def assemble(
     out_dir: str | Path,
     examples: Examples,
     labels: Sequence[str],
+    options: EncodeOptions,
     *,
-    tokenizer: str,
-    vocab_size: int | None,
-    min_frequency: int,
-    lowercase: bool,
-    max_length: int | None,
     skipped: Counter,
     source: dict[str, Any],
     extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
     """Train the tokenizer on train texts, save it, encode every split, build the meta."""
-    _check_examples(name, examples, max_length, skipped)
-    tok = train_tokenizer(
-        (t for t, _ in examples["train"]),
-        tokenizer,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        lowercase=lowercase,
-    )
+    _check_examples(name, examples, options.max_length, skipped)
+    tok = options.train(t for t, _ in examples["train"])
     atomic_write_bytes(Path(out_dir) / TOKENIZER_FILE, tok.to_str(pretty=False).encode("utf-8"))
     splits: dict[str, Split] = {}
     stats: dict[str, dict[str, Any]] = {}
     for s in SPLITS:
-        splits[s], stats[s] = _encode_split(tok, examples[s], max_length, skipped)
+        splits[s], stats[s] = _encode_split(tok, examples[s], options.max_length, skipped)
         if not splits[s].inputs:
             raise DataError(f"{name}: the {s!r} split has no non-empty sequence after tokenising")
     train_counts = Counter(splits["train"].targets)
@@ -243,16 +275,7 @@ def assemble(
         "labels": list(labels),
         "pad_id": PAD_ID,
         "unk_id": UNK_ID,
-        "tokenizer": {
-            "kind": tokenizer,
-            "file": TOKENIZER_FILE,
-            "vocab_size": tok.get_vocab_size(),
-            "requested_vocab_size": vocab_size,
-            "min_frequency": int(min_frequency),
-            "lowercase": bool(lowercase),
-            "max_length": max_length,
-            "trained_on": "train",
-        },
+        "tokenizer": options.as_meta(tok),
         "skipped": {k: v for k, v in sorted(skipped.items()) if v},
         **{key: {s: stats[s][key] for s in SPLITS} for key in ("truncated", "lengths", "unk_rate")},
         "class_weights": class_weights(per_class, name),

@@ -17,7 +17,7 @@ from typing import Any
 from rnnlab.data.bad_input import BadInput, location
 from rnnlab.data.format import Split
 from rnnlab.data.splits import check_fractions
-from rnnlab.data.text.encode import assemble, normalise_text, split_by_hash
+from rnnlab.data.text.encode import EncodeOptions, assemble, normalise_text, split_by_hash
 from rnnlab.errors import DataError
 
 
@@ -63,16 +63,7 @@ def build_text_folders(
     items = read_text_folders(Path(root), bad)
     bad.log_summary()
     labels = sorted({label for _, label in items})
-    return assemble(
-        name,
-        out_dir,
-        split_by_hash(items, labels, val_fraction, test_fraction),
-        labels,
-        tokenizer=tokenizer,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        lowercase=lowercase,
-        max_length=max_length,
-        skipped=skipped,
-        source={"root": str(root), "split": "sha256(text)"},
-    )
+    examples = split_by_hash(items, labels, val_fraction, test_fraction)
+    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
+    source = {"root": str(root), "split": "sha256(text)"}
+    return assemble(name, out_dir, examples, labels, options, skipped=skipped, source=source)

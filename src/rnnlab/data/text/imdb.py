@@ -19,7 +19,7 @@ from rnnlab.data.bad_input import BadInput, location
 from rnnlab.data.download import fetch
 from rnnlab.data.format import Split
 from rnnlab.data.splits import check_fractions
-from rnnlab.data.text.encode import assemble, carve, normalise_text
+from rnnlab.data.text.encode import EncodeOptions, assemble, carve, normalise_text
 from rnnlab.errors import DataError
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -102,21 +102,12 @@ def build_imdb(
     carved = carve(read_imdb_dir(base / "train", bad), val_fraction)
     test = read_imdb_dir(base / "test", bad)
     bad.log_summary()
-    return assemble(
-        name,
-        out_dir,
-        {"train": carved["train"], "val": carved["val"], "test": test},
-        IMDB_LABELS,
-        tokenizer=tokenizer,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        lowercase=lowercase,
-        max_length=max_length,
-        skipped=skipped,
-        source={
-            "url": url,
-            "sha256": sha256,
-            "dir": str(base),
-            "split": f"upstream train/test; val = sha256(text) < {val_fraction} of train",
-        },
-    )
+    examples = {"train": carved["train"], "val": carved["val"], "test": test}
+    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
+    source = {
+        "url": url,
+        "sha256": sha256,
+        "dir": str(base),
+        "split": f"upstream train/test; val = sha256(text) < {val_fraction} of train",
+    }
+    return assemble(name, out_dir, examples, IMDB_LABELS, options, skipped=skipped, source=source)

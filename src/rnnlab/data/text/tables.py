@@ -24,7 +24,7 @@ from typing import Any
 from rnnlab.data.bad_input import BadInput, location
 from rnnlab.data.format import Split
 from rnnlab.data.splits import SPLITS, check_fractions, hash_split
-from rnnlab.data.text.encode import Examples, as_list, assemble, carve, label_key
+from rnnlab.data.text.encode import EncodeOptions, Examples, as_list, assemble, carve, label_key
 from rnnlab.data.text.records import read_records
 from rnnlab.errors import DataError
 
@@ -169,22 +169,15 @@ def build_csv(
     overlap = {s: sum(1 for t, _ in examples[s] if t in train_texts) for s in ("val", "test")}
     if any(overlap.values()):
         log.warning("%s: texts also present in train: %s", name, overlap)
+    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
+    source = {"files": files, "text_column": text_column, "label_column": label_column}
     return assemble(
         name,
         out_dir,
         examples,
         labels,
-        tokenizer=tokenizer,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        lowercase=lowercase,
-        max_length=max_length,
+        options,
         skipped=skipped,
-        source={
-            "files": files,
-            "text_column": text_column,
-            "label_column": label_column,
-            "split": rule,
-        },
+        source={**source, "split": rule},
         extra={"overlap_with_train": overlap},
     )
