@@ -18,7 +18,7 @@ mean and standard deviation of the TRAIN frames only, so val/test stay unseen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -180,4 +180,31 @@ def normalize_splits(splits: dict[str, Split], normalize: bool) -> dict[str, Any
         "applied": True,
         "mean": [round(v, 6) for v in mean.tolist()],
         "std": [round(v, 6) for v in std.tolist()],
+    }
+
+
+def speech_meta(
+    task: str,
+    fp: FeatureParams,
+    labels: Sequence[str],
+    splits: dict[str, Split],
+    normalize: bool,
+    speakers: dict[str, list[str]] | None,
+    speaker_definition: str | None,
+    targets: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The meta keys every speech builder writes, in this order: ``task``, feature input
+    and ``input_dim``, ``labels`` (then ``targets``: how labels are encoded, for CTC),
+    ``features``, ``normalization`` (:func:`normalize_splits` is applied to ``splits``
+    here), ``speakers`` per split and ``speaker_definition``."""
+    return {
+        "task": task,
+        "input_kind": "features",
+        "input_dim": fp.dim,
+        "labels": list(labels),
+        **(targets or {}),
+        "features": fp.as_meta(),
+        "normalization": normalize_splits(splits, normalize),
+        "speakers": speakers,
+        "speaker_definition": speaker_definition,
     }

@@ -31,7 +31,7 @@ from rnnlab.data.bad_input import BadInput, check_mode
 from rnnlab.data.format import Split
 from rnnlab.data.speech.assign import assign_splits
 from rnnlab.data.speech.audio import AUDIO_EXTENSIONS, AudioItem, featurize_items, group_splits
-from rnnlab.data.speech.features import FeatureParams, normalize_splits, single_thread
+from rnnlab.data.speech.features import FeatureParams, single_thread, speech_meta
 from rnnlab.data.speech.manifest import read_manifest
 from rnnlab.data.splits import require_nonempty
 from rnnlab.errors import DataError
@@ -177,15 +177,9 @@ def build_audio_folder(
         "add files or speakers, or change val_fraction/test_fraction",
     )
     bad.log_summary()
+    definition = "manifest/speaker_pattern" if speakers else None
     return splits, {
-        "task": "classification",
-        "input_kind": "features",
-        "input_dim": fp.dim,
-        "labels": label_list,
-        "features": fp.as_meta(),
-        "normalization": normalize_splits(splits, normalize),
-        "speakers": speakers,
-        "speaker_definition": "manifest/speaker_pattern" if speakers else None,
+        **speech_meta("classification", fp, label_list, splits, normalize, speakers, definition),
         **split_info,
         "skipped": bad.counts,
         "source": {

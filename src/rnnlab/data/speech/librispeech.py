@@ -31,7 +31,7 @@ from rnnlab.data.format import Split
 from rnnlab.data.speech.audio import AudioItem
 from rnnlab.data.speech.features import single_thread
 from rnnlab.data.speech.transcript_sources import keep_given_with_train, read_librispeech
-from rnnlab.data.speech.transcripts import SPEAKER_DEFINITIONS, build_transcribed
+from rnnlab.data.speech.transcripts import SPEAKER_DEFINITIONS, CTCOptions, build_transcribed
 from rnnlab.data.splits import SPLITS, canonical_split
 from rnnlab.errors import DataError
 
@@ -136,7 +136,8 @@ def build_librispeech(
     features: dict[str, Any] | None = None,
     normalize: bool = True,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
-    """Download the LibriSpeech ``subsets`` and prepare them for CTC (module docstring)."""
+    """Download the LibriSpeech ``subsets`` and prepare them for CTC (module docstring);
+    the settings from ``units`` on are :class:`~rnnlab.data.speech.transcripts.CTCOptions`."""
     check_mode(on_bad_input, NAME)
     plan = subset_plan(subsets)
     raw = Path(raw_dir) / NAME
@@ -146,23 +147,20 @@ def build_librispeech(
         records.append(record)
     bad = BadInput(on_bad_input, NAME)
     items = read_subsets(plan, folders, list(extensions), bad)
-    return build_transcribed(
-        items,
-        where=NAME,
-        bad=bad,
-        out_dir=out_dir,
-        source={
-            "layout": "librispeech",
-            "subsets": [{**r, "split": dict(plan)[r["subset"]]} for r in records],
-            "speaker_definition": SPEAKER_DEFINITIONS["librispeech"],
-        },
-        units=units,
-        vocab_size=vocab_size,
-        normalize_text=normalize_text,
-        time_reduction=time_reduction,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        features=features,
-        normalize=normalize,
+    source = {
+        "layout": "librispeech",
+        "subsets": [{**r, "split": dict(plan)[r["subset"]]} for r in records],
+        "speaker_definition": SPEAKER_DEFINITIONS["librispeech"],
+    }
+    options = CTCOptions(
+        units,
+        vocab_size,
+        normalize_text,
+        time_reduction,
+        val_fraction,
+        test_fraction,
+        seed,
+        features,
+        normalize,
     )
+    return build_transcribed(items, options, where=NAME, bad=bad, out_dir=out_dir, source=source)

@@ -27,8 +27,8 @@ from rnnlab.data.speech.features import (
     FeatureExtractor,
     FeatureParams,
     fix_length,
-    normalize_splits,
     single_thread,
+    speech_meta,
 )
 from rnnlab.data.speech.labels import CORE_WORDS, check_words
 from rnnlab.data.splits import SPLITS, require_nonempty
@@ -180,15 +180,9 @@ def build_speech_commands(
     speakers = {
         k: sorted({it.speaker for it in items if it.split == k and it.speaker}) for k in SPLITS
     }
+    definition = "Speech Commands speaker hash (<speaker>_nohash_<n>.wav)"
     return splits, {
-        "task": "classification",
-        "input_kind": "features",
-        "input_dim": fp.dim,
-        "labels": labels,
-        "features": fp.as_meta(),
-        "normalization": normalize_splits(splits, normalize),
-        "speakers": speakers,
-        "speaker_definition": "Speech Commands speaker hash (<speaker>_nohash_<n>.wav)",
+        **speech_meta("classification", fp, labels, splits, normalize, speakers, definition),
         "split_method": "official validation_list.txt/testing_list.txt",
         "skipped": bad.counts,
         "source": {

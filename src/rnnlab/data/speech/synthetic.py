@@ -46,9 +46,9 @@ from rnnlab.data.speech.espeak import SAMPLE_RATE as SYNTH_RATE
 from rnnlab.data.speech.features import (
     FeatureExtractor,
     FeatureParams,
-    normalize_splits,
     resample,
     single_thread,
+    speech_meta,
 )
 from rnnlab.data.speech.labels import CORE_WORDS, DIGITS, check_words
 from rnnlab.data.speech.render import Render, render
@@ -173,16 +173,8 @@ def _build(
         {k: len(v) for k, v in splits.items()}, name, "add voices or variants, or change fractions"
     )
     bad.log_summary()
-    normalization = normalize_splits(splits, normalize)
     return splits, {
-        "task": task,
-        "input_kind": "features",
-        "input_dim": fp.dim,
-        "labels": list(labels),
-        "features": fp.as_meta(),
-        "normalization": normalization,
-        "speakers": assignment,
-        "speaker_definition": "espeak-ng voice+variant",
+        **speech_meta(task, fp, labels, splits, normalize, assignment, "espeak-ng voice+variant"),
         "skipped": bad.counts,
         "source": {
             "synthesizer": "espeak-ng (espeakng_loader)",

@@ -30,6 +30,7 @@ Then, the same for every source (and for :mod:`~rnnlab.data.speech.librispeech`)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from rnnlab.data.bad_input import BadInput, check_mode
 from rnnlab.data.format import Split
 from rnnlab.data.speech.assign import assign_splits
 from rnnlab.data.speech.audio import AUDIO_EXTENSIONS, AudioItem, featurize_items
-from rnnlab.data.speech.features import FeatureParams, normalize_splits, single_thread
+from rnnlab.data.speech.features import FeatureParams, single_thread, speech_meta
 from rnnlab.data.speech.manifest import read_manifest
 from rnnlab.data.speech.transcript_sources import (
     TRANSCRIPT_COLUMNS,
@@ -166,31 +167,49 @@ def _check_reduction(time_reduction: Any) -> int:
     return time_reduction
 
 
+@dataclass(frozen=True)
+class CTCOptions:
+    """The settings every transcribed source shares, as :func:`build_transcribed` takes
+    them (each public builder has them as keyword parameters, for Hydra).
+
+    ``units``: char | word | bpe | unigram (``vocab_size`` caps or bounds the
+    vocabulary); ``normalize_text``: the :class:`TextNormalization` settings;
+    ``time_reduction``: the model's frame subsampling, for the CTC length rule; the
+    split fractions and ``seed`` (:mod:`~rnnlab.data.speech.assign`); ``features``: the
+    :class:`~rnnlab.data.speech.features.FeatureParams`; ``normalize``: standardise
+    features with train statistics.
+    """
+
+    units: str
+    vocab_size: int | None
+    normalize_text: dict[str, Any] | None
+    time_reduction: int
+    val_fraction: float
+    test_fraction: float
+    seed: int
+    features: dict[str, Any] | None
+    normalize: bool
+
+
 def build_transcribed(
     items: list[AudioItem],
+    options: CTCOptions,
     *,
     where: str,
     bad: BadInput,
     out_dir: str | Path | None,
     source: dict[str, Any],
-    units: str = "char",
-    vocab_size: int | None = None,
-    normalize_text: dict[str, Any] | None = None,
-    time_reduction: int = 1,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    features: dict[str, Any] | None = None,
-    normalize: bool = True,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
     """Steps 1-6 of the module docstring on ``items`` (``label`` = raw transcript)."""
-    norm = TextNormalization.from_config(normalize_text)
-    reduction = _check_reduction(time_reduction)
-    fp = FeatureParams(**(features or {}))
+    o = options
+    norm = TextNormalization.from_config(o.normalize_text)
+    reduction = _check_reduction(o.time_reduction)
+    fp = FeatureParams(**(o.features or {}))
     items = normalise_transcripts(items, norm, bad)
     pairs = featurize_items(items, fp, None, bad)
-    split_info = assign_splits([it for it, _ in pairs], val_fraction, test_fraction, seed, where)
-    vocab = train_units([it.label for it, _ in pairs if it.split == "train"], units, vocab_size)
+    kept = [it for it, _ in pairs]
+    split_info = assign_splits(kept, o.val_fraction, o.test_fraction, o.seed, where)
+    vocab = train_units([it.label for it in kept if it.split == "train"], o.units, o.vocab_size)
     splits, stats = encode_targets(pairs, vocab, reduction, bad)
     require_nonempty(
         {k: len(v) for k, v in splits.items()},
@@ -199,20 +218,16 @@ def build_transcribed(
     )
     bad.log_summary()
     speakers = split_info.pop("speakers")
-    return splits, {
-        "task": "ctc",
-        "input_kind": "features",
-        "input_dim": fp.dim,
-        "labels": vocab.labels,
+    definition = source.get("speaker_definition") if speakers else None
+    targets = {
         **vocab.as_meta(),
         "tokenizer": vocab.save(out_dir),
         "text_normalization": norm.as_meta(),
         "time_reduction": reduction,
         "ctc_length_rule": "labels + repeats <= frames // time_reduction",
-        "features": fp.as_meta(),
-        "normalization": normalize_splits(splits, normalize),
-        "speakers": speakers,
-        "speaker_definition": source.get("speaker_definition") if speakers else None,
+    }
+    return splits, {
+        **speech_meta("ctc", fp, vocab.labels, splits, o.normalize, speakers, definition, targets),
         **split_info,
         "skipped": bad.counts,
         **stats,
@@ -247,12 +262,8 @@ def build_speech_transcripts(
     features: dict[str, Any] | None = None,
     normalize: bool = True,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
-    """Transcribed recordings -> CTC dataset (see the module docstring).
-
-    ``units``: char | word | bpe | unigram (``vocab_size`` caps or bounds the
-    vocabulary); ``normalize_text``: the :class:`TextNormalization` settings;
-    ``time_reduction``: the model's frame subsampling, for the CTC length rule.
-    """
+    """Transcribed recordings -> CTC dataset (see the module docstring); the settings
+    from ``units`` on are :class:`CTCOptions`."""
     check_mode(on_bad_input, NAME)
     sources = dict(
         manifest=manifest,
@@ -264,19 +275,15 @@ def build_speech_transcripts(
     bad = BadInput(on_bad_input, where)
     items, source = read_source(sources, list(extensions), bad)
     source["speaker_definition"] = SPEAKER_DEFINITIONS[source["layout"]]
-    return build_transcribed(
-        items,
-        where=where,
-        bad=bad,
-        out_dir=out_dir,
-        source=source,
-        units=units,
-        vocab_size=vocab_size,
-        normalize_text=normalize_text,
-        time_reduction=time_reduction,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        features=features,
-        normalize=normalize,
+    options = CTCOptions(
+        units,
+        vocab_size,
+        normalize_text,
+        time_reduction,
+        val_fraction,
+        test_fraction,
+        seed,
+        features,
+        normalize,
     )
+    return build_transcribed(items, options, where=where, bad=bad, out_dir=out_dir, source=source)
