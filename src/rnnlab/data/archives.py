@@ -22,7 +22,10 @@ import stat
 import tarfile
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from rnnlab.data.download import CHUNK
 from rnnlab.errors import DataError
@@ -177,109 +180,135 @@ def _conflict(archive: Path, name: str, err: OSError) -> DataError:
     )
 
 
-def _extract_tar(archive: Path, root: Path, keep: Callable[[str], bool]) -> list[Path]:
+@dataclass(frozen=True)
+class _Member:
+    """One validated archive member, whatever the format: what to make at ``name``.
+
+    ``kind``: ``dir``, ``file``, ``symlink`` or ``hardlink``; ``link``: where a link
+    points, as the archive spells it; ``read``: opens a file's contents; ``mode``: a
+    file's permission bits where the format keeps them (tar), else None.
+    """
+
+    name: str
+    kind: str
+    link: str = ""
+    read: Callable[[], IO[bytes] | None] | None = None
+    mode: int | None = None
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile, root: Path) -> list[_Member]:
+    """Every member of ``tf``, validated (links inside ``root``; no special files)."""
+    out = []
+    for m in tf.getmembers():
+        dest = _member_path(archive, m.name, root)
+        if m.issym():
+            _check_link(archive, m.name, m.linkname, dest.parent, root, "symlink")
+            out.append(_Member(m.name, "symlink", m.linkname))
+        elif m.islnk():
+            _check_link(archive, m.name, m.linkname, root, root, "hardlink")
+            out.append(_Member(m.name, "hardlink", m.linkname))
+        elif m.isdir():
+            out.append(_Member(m.name, "dir"))
+        elif m.isfile():
+            mode = (m.mode & 0o755) | 0o600
+            out.append(_Member(m.name, "file", read=partial(tf.extractfile, m), mode=mode))
+        else:
+            raise DataError(
+                f"{archive}: member {m.name!r} is a device, FIFO or other special file; "
+                f"only regular files, directories and inside-pointing links are allowed"
+            )
+    return out
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile, root: Path) -> list[_Member]:
+    """Every member of ``zf``, validated (symlinks, stored as mode bits, inside ``root``)."""
+    out = []
+    for info in zf.infolist():
+        dest = _member_path(archive, info.filename, root)
+        link = ""
+        if stat.S_ISLNK(info.external_attr >> 16):
+            link = zf.read(info).decode("utf-8", errors="replace")
+            _check_link(archive, info.filename, link, dest.parent, root, "symlink")
+        if info.is_dir():
+            out.append(_Member(info.filename, "dir"))
+        elif link:
+            out.append(_Member(info.filename, "symlink", link))
+        else:
+            out.append(_Member(info.filename, "file", read=partial(zf.open, info)))
+    return out
+
+
+def _write_member(archive: Path, m: _Member, dest: Path, root: Path) -> None:
+    """Make one validated member at ``dest`` (a symlink is made by the caller)."""
+    if m.kind == "dir":
+        _safe_mkdir(archive, m.name, dest, root)
+        return
+    if m.kind == "hardlink":
+        src = Path(os.path.normpath(root / m.link))
+        if not _inside(root, src) or not src.is_file():
+            raise DataError(
+                f"{archive}: hardlink {m.name!r} -> {m.link!r}: target is not a "
+                f"file extracted inside {root}"
+            )
+        _ensure_parent(archive, m.name, dest, root)
+        shutil.copyfile(src, dest)
+        return
+    _ensure_parent(archive, m.name, dest, root)
+    fobj = m.read() if m.read is not None else None
+    if fobj is None:
+        raise DataError(f"{archive}: cannot read member {m.name!r}")
+    with fobj, open(dest, "wb") as out:
+        shutil.copyfileobj(fobj, out, CHUNK)
+    if m.mode is not None:
+        os.chmod(dest, m.mode)
+
+
+def _write_members(
+    archive: Path, root: Path, members: list[_Member], keep: Callable[[str], bool]
+) -> list[Path]:
+    """Write the ``keep``-selected members; on any failure remove the symlinks made."""
     written: list[Path] = []
     links: list[tuple[str, Path]] = []
+    current = ""
+    try:
+        for m in members:
+            if not keep(m.name):
+                continue
+            current = m.name
+            dest = _member_path(archive, m.name, root)
+            if m.kind == "symlink":
+                _make_symlink(archive, m.name, m.link, dest, root)
+                links.append((m.name, dest))
+            else:
+                _write_member(archive, m, dest, root)
+            written.append(dest)
+    except OSError as e:
+        _remove_links(links)
+        raise _conflict(archive, current, e) from e
+    except BaseException:
+        _remove_links(links)
+        raise
+    _recheck_links(archive, links, root)
+    return written
+
+
+def _extract_tar(archive: Path, root: Path, keep: Callable[[str], bool]) -> list[Path]:
     try:
         tf = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as e:
         raise DataError(f"{archive}: not a readable tar archive ({e})") from e
     with tf:
-        members = tf.getmembers()
         # Validate everything first so a bad archive writes nothing at all.
-        for m in members:
-            dest = _member_path(archive, m.name, root)
-            if m.issym():
-                _check_link(archive, m.name, m.linkname, dest.parent, root, "symlink")
-            elif m.islnk():
-                _check_link(archive, m.name, m.linkname, root, root, "hardlink")
-            elif not (m.isfile() or m.isdir()):
-                raise DataError(
-                    f"{archive}: member {m.name!r} is a device, FIFO or other special file; "
-                    f"only regular files, directories and inside-pointing links are allowed"
-                )
-        current = ""
-        try:
-            for m in members:
-                if not keep(m.name):
-                    continue
-                current = m.name
-                dest = _member_path(archive, m.name, root)
-                if m.isdir():
-                    _safe_mkdir(archive, m.name, dest, root)
-                elif m.issym():
-                    _make_symlink(archive, m.name, m.linkname, dest, root)
-                    links.append((m.name, dest))
-                elif m.islnk():
-                    src = Path(os.path.normpath(root / m.linkname))
-                    if not _inside(root, src) or not src.is_file():
-                        raise DataError(
-                            f"{archive}: hardlink {m.name!r} -> {m.linkname!r}: target is not a "
-                            f"file extracted inside {root}"
-                        )
-                    _ensure_parent(archive, m.name, dest, root)
-                    shutil.copyfile(src, dest)
-                else:
-                    _ensure_parent(archive, m.name, dest, root)
-                    fobj = tf.extractfile(m)
-                    if fobj is None:
-                        raise DataError(f"{archive}: cannot read member {m.name!r}")
-                    with fobj, open(dest, "wb") as out:
-                        shutil.copyfileobj(fobj, out, CHUNK)
-                    os.chmod(dest, (m.mode & 0o755) | 0o600)
-                written.append(dest)
-        except OSError as e:
-            _remove_links(links)
-            raise _conflict(archive, current, e) from e
-        except BaseException:
-            _remove_links(links)
-            raise
-    _recheck_links(archive, links, root)
-    return written
+        return _write_members(archive, root, _tar_members(archive, tf, root), keep)
 
 
 def _extract_zip(archive: Path, root: Path, keep: Callable[[str], bool]) -> list[Path]:
-    written: list[Path] = []
-    made: list[tuple[str, Path]] = []
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as e:
         raise DataError(f"{archive}: not a readable zip archive ({e})") from e
     with zf:
-        infos = zf.infolist()
-        links: dict[str, str] = {}
-        for info in infos:
-            dest = _member_path(archive, info.filename, root)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                link = zf.read(info).decode("utf-8", errors="replace")
-                _check_link(archive, info.filename, link, dest.parent, root, "symlink")
-                links[info.filename] = link
-        current = ""
-        try:
-            for info in infos:
-                if not keep(info.filename):
-                    continue
-                current = info.filename
-                dest = _member_path(archive, info.filename, root)
-                if info.is_dir():
-                    _safe_mkdir(archive, info.filename, dest, root)
-                elif info.filename in links:
-                    _make_symlink(archive, info.filename, links[info.filename], dest, root)
-                    made.append((info.filename, dest))
-                else:
-                    _ensure_parent(archive, info.filename, dest, root)
-                    with zf.open(info) as src, open(dest, "wb") as out:
-                        shutil.copyfileobj(src, out, CHUNK)
-                written.append(dest)
-        except OSError as e:
-            _remove_links(made)
-            raise _conflict(archive, current, e) from e
-        except BaseException:
-            _remove_links(made)
-            raise
-    _recheck_links(archive, made, root)
-    return written
+        return _write_members(archive, root, _zip_members(archive, zf, root), keep)
 
 
 def extract_once(archive: Path, target: Path, include: Callable[[str], bool] | None = None) -> Path:

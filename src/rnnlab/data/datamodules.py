@@ -14,12 +14,13 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from rnnlab.data.format import ProcessedSequences, collate, read_meta
+from rnnlab.data.loaders import SplitLoaders
 from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.errors import DataError
 from rnnlab.nn.model import ModelIO
 
 
-class ProcessedDataModule(L.LightningDataModule):
+class ProcessedDataModule(SplitLoaders, L.LightningDataModule):
     """Reads train/val/test written by ``rnnlab.data.prepare``; exposes ``io`` for the model.
 
     Checkpoints record the split files' checksums, so ``ckpt_path=auto`` can tell a run
@@ -76,10 +77,7 @@ class ProcessedDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self.splits[split]
-        replicas, rank = 1, 0
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.world_size > 1:
-            replicas, rank = trainer.world_size, trainer.global_rank
+        replicas, rank = self.world()
         sampler = BucketBatchSampler(
             ds.lengths,
             self.batch_size,
@@ -99,15 +97,6 @@ class ProcessedDataModule(L.LightningDataModule):
             collate_fn=collate_fn,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
 
 class _SpecAugmentCollate:

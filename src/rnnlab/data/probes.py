@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
+from rnnlab.data.loaders import SplitLoaders
 from rnnlab.data.sampling import EpochShuffleSampler
 from rnnlab.nn.heads import IGNORE_INDEX
 from rnnlab.nn.model import ModelIO
@@ -64,7 +65,7 @@ def copy_task(
     return inputs, targets
 
 
-class SyntheticDataModule(L.LightningDataModule):
+class SyntheticDataModule(SplitLoaders, L.LightningDataModule):
     """Base for generated datasets: fixed-size, seeded splits; batches are dicts."""
 
     task_type = "classification"
@@ -108,10 +109,10 @@ class SyntheticDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.splits[split]
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.world_size > 1:
+        replicas, rank = self.world()
+        if replicas > 1:
             sampler: Sampler[int] = DistributedSampler(
-                ds, trainer.world_size, trainer.global_rank, shuffle=shuffle, seed=self.seed
+                ds, replicas, rank, shuffle=shuffle, seed=self.seed
             )
         else:
             sampler = EpochShuffleSampler(len(ds), self.seed, shuffle)
@@ -123,15 +124,6 @@ class SyntheticDataModule(L.LightningDataModule):
             collate_fn=_to_batch,  # the dataset already returns whole batches
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
 
 class _BatchFetch(Dataset):
