@@ -111,3 +111,15 @@ def test_data_config_keys_are_parameters_of_its_targets(name):
         assert not unknown, (
             f"{path}: {key} keys {sorted(unknown)} are not parameters of {block['_target_']}"
         )
+
+
+def test_bring_your_own_audio_defaults_to_the_speech_recipe(tmp_path):
+    """data=audio_folder carries the recipe that works on real recordings (2 layers, mean
+    pooling, lr 3e-3); the command line still wins, and other datasets keep the defaults."""
+    cfg = compose_cfg(["data=audio_folder"], tmp_path)
+    assert (cfg.model.num_layers, cfg.model.pooling) == (2, "mean")
+    assert cfg.optim.optimizer.lr == pytest.approx(3e-3)
+    cfg = compose_cfg(["data=audio_folder", "model.num_layers=1", "model.pooling=max"], tmp_path)
+    assert (cfg.model.num_layers, cfg.model.pooling) == (1, "max")
+    cfg = compose_cfg(["data=text_langid"], tmp_path)
+    assert (cfg.model.num_layers, cfg.model.pooling) == (1, "last")
