@@ -13,6 +13,9 @@ from typing import Any
 from rnnlab.nn.activations import get_activation, get_gate_activation
 from rnnlab.nn.cells import CELLS, INITS, CellActivations
 from rnnlab.nn.connections import CONNECTIONS, LayerSpec, ParallelConnection, RecurrentStack
+from rnnlab.nn.connections.gated_feedback import check_feedback_cell
+from rnnlab.nn.indrnn import DEFAULT_MAX_WEIGHT, check_max_weight
+from rnnlab.nn.variants import check_proj_size
 
 STACK_DEFAULTS: dict[str, Any] = {
     "cell": "lstm",
@@ -26,6 +29,8 @@ STACK_DEFAULTS: dict[str, Any] = {
     "init": "default",
     "forget_bias": None,
     "fused": "auto",
+    "indrnn_max_weight": DEFAULT_MAX_WEIGHT,
+    "proj_size": 0,
     "connection": {"name": "stack"},
 }
 
@@ -119,6 +124,16 @@ def check_stack_config(cfg: Mapping[str, Any], where: str = "model") -> None:
         _number(c["forget_bias"], f"{where}.forget_bias")
     if c["fused"] not in ("auto", True, False):
         raise ValueError(f"{where}.fused={c['fused']!r} is not valid; valid: auto, true, false")
+    check_max_weight(c["indrnn_max_weight"], f"{where}.indrnn_max_weight")
+    check_proj_size(c["proj_size"], c["cell"], c["hidden_size"], where)
+    if name == "gated_feedback":
+        check_feedback_cell(c["cell"], f"{where}.cell")
+        if c["proj_size"]:
+            raise ValueError(
+                f"{where}.proj_size={c['proj_size']} cannot run with {where}.connection.name="
+                "gated_feedback (it feeds back states of width hidden_size); valid "
+                "connections with proj_size: stack, residual, highway, dense, parallel"
+            )
     # connection options: the keys and types its constructor declares (by default value)
     params = inspect.signature(CONNECTIONS[name].__init__).parameters
     options = {
@@ -165,6 +180,8 @@ def build_stack(input_size: int, cfg: Mapping[str, Any], *, where: str = "model"
         init=_check_choice(c["init"], INITS, f"{where}.init"),
         forget_bias=c["forget_bias"],
         fused=c["fused"],
+        max_weight=check_max_weight(c["indrnn_max_weight"]),
+        proj_size=c["proj_size"],
     )
     cls = CONNECTIONS[name]
     params = inspect.signature(cls.__init__).parameters

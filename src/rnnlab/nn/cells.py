@@ -1,4 +1,4 @@
-"""Recurrent cells (Elman, LSTM, GRU) with pluggable activations (docs/equations.md).
+"""Recurrent cells (Elman, LSTM, GRU, IndRNN) with pluggable activations (docs/equations.md).
 
 The math is split the way a fast recurrence needs it: ``W x_t + b_ih`` for every step is
 one matrix product computed before the loop (``gx``), and each step only adds the
@@ -8,6 +8,9 @@ load into ``nn.LSTM/GRU/RNN`` unchanged.
 
 ``candidate_rec`` lets the gated-feedback connection replace the recurrent term of the
 candidate (Chung et al. 2015) while gates keep their own-layer recurrence.
+
+IndRNN (Li et al. 2018) is the Elman step with a *vector* recurrent weight ``u``:
+``gh = u * h_{t-1} + b_hh`` (``recurrent_term``), bounded in nn/indrnn.py.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ import torch
 from torch import nn
 
 from rnnlab.nn.activations import Activation, get_activation, get_gate_activation
+from rnnlab.nn.indrnn import bounded, check_max_weight, init_indrnn_weights
 
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "indrnn")
 # Gate blocks of weight_ih / weight_hh rows, in PyTorch's order (LSTM i, f, g, o; GRU r, z, n).
-NUM_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+NUM_GATES = {"rnn": 1, "lstm": 4, "gru": 3, "indrnn": 1}
 # Index of the candidate's block (Elman: the whole pre-activation, LSTM g, GRU n): the
-# recurrent term the gated-feedback connection replaces.
+# recurrent term the gated-feedback connection replaces (IndRNN has no matrix to gate).
 CANDIDATE_BLOCK = {"rnn": 0, "lstm": 2, "gru": 2}
+# Cells whose recurrent weight is a vector (h_{t-1} enters elementwise, no matmul).
+ELEMENTWISE_CELLS = ("indrnn",)
 INITS = ("default", "orthogonal", "identity")
 State = tuple[torch.Tensor, ...]
 
@@ -68,9 +74,9 @@ class CellActivations:
         return (self.activation, self.cell_activation or self.activation, self.gate_activation)
 
     def describe(self, cell: str) -> str:
-        """The slots ``cell`` uses, for a repr: Elman has no gates, only LSTM has phi_c."""
+        """The slots ``cell`` uses, for a repr: Elman/IndRNN have no gates, only LSTM phi_c."""
         parts = [f"activation={self.activation}"]
-        if cell != "rnn":
+        if cell not in ("rnn", "indrnn"):
             parts.append(f"gate_activation={self.gate_activation}")
         if cell == "lstm":
             parts.append(f"cell_activation={self.kernel_names[1]}")
@@ -78,6 +84,8 @@ class CellActivations:
 
     def is_fused_default(self, cell: str) -> bool:
         """True when PyTorch's fused kernels compute exactly this cell."""
+        if cell in ELEMENTWISE_CELLS:
+            return False  # PyTorch has no IndRNN
         if cell == "rnn":
             return self.activation in ("tanh", "relu")
         c_act = self.cell_activation or self.activation
@@ -89,6 +97,15 @@ def initial_state(cell: str, batch: int, hidden: int, like: torch.Tensor) -> Sta
     return (h, h.clone()) if cell == "lstm" else (h,)
 
 
+def recurrent_term(
+    cell: str, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor
+) -> torch.Tensor:
+    """``gh``: ``U h_{t-1} + b_hh`` (B, G*H), or ``u * h_{t-1} + b_hh`` for IndRNN."""
+    if cell in ELEMENTWISE_CELLS:
+        return torch.addcmul(b_hh, h, w_hh)
+    return nn.functional.linear(h, w_hh, b_hh)
+
+
 def cell_step(
     cell: str,
     acts: CellActivations,
@@ -98,7 +115,7 @@ def cell_step(
     candidate_rec: torch.Tensor | None = None,
 ) -> State:
     """One step. ``gx = W x_t + b_ih`` and ``gh = U h_{t-1} + b_hh``, both (B, G*H)."""
-    if cell == "rnn":
+    if cell in ("rnn", "indrnn"):
         rec = gh if candidate_rec is None else candidate_rec
         return (acts.phi(gx + rec),)
     if cell == "lstm":
@@ -138,8 +155,8 @@ def init_recurrent_weights(
     IRNN of Le et al. (2015): U = I, b = 0 (meant for relu Elman networks).
     ``forget_bias`` (LSTM) sets the forget-gate bias (Jozefowicz et al. 2015 use 1).
     """
-    hidden = weight_hh.shape[1]
-    gates = weight_hh.shape[0] // hidden
+    gates = NUM_GATES[cell]
+    hidden = weight_hh.shape[0] // gates  # weight_hh is (G*H, H), or (4H, P) with proj_size
     with torch.no_grad():
         if init == "default":
             bound = 1.0 / math.sqrt(hidden)
@@ -151,7 +168,8 @@ def init_recurrent_weights(
                 if init == "orthogonal":
                     nn.init.orthogonal_(weight_hh[k * hidden : (k + 1) * hidden])
                 else:
-                    weight_hh[k * hidden : (k + 1) * hidden].copy_(torch.eye(hidden))
+                    block = weight_hh[k * hidden : (k + 1) * hidden]
+                    block.copy_(torch.eye(hidden, block.shape[1]))
             bias_ih.zero_()
             bias_hh.zero_()
         else:
@@ -169,6 +187,7 @@ class RecurrentCell(nn.Module):
 
     ``forward(x, state)`` takes x of shape (B, I) and the previous state (a tuple:
     ``(h,)`` or ``(h, c)`` for LSTM; zeros when None) and returns the new state tuple.
+    IndRNN's ``weight_hh`` is a vector (H,), clamped to ``max_weight`` (nn/indrnn.py).
     """
 
     def __init__(
@@ -179,6 +198,7 @@ class RecurrentCell(nn.Module):
         activations: CellActivations | None = None,
         init: str = "default",
         forget_bias: float | None = None,
+        max_weight: float | None = None,
     ) -> None:
         super().__init__()
         self.cell = check_cell(cell)
@@ -186,16 +206,26 @@ class RecurrentCell(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         g = NUM_GATES[cell] * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(g, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(g, hidden_size))
+        elementwise = cell in ELEMENTWISE_CELLS
+        self.weight_hh = nn.Parameter(
+            torch.empty(g) if elementwise else torch.empty(g, hidden_size)
+        )
         self.bias_ih = nn.Parameter(torch.empty(g))
         self.bias_hh = nn.Parameter(torch.empty(g))
-        init_recurrent_weights(
-            self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, cell, init, forget_bias
-        )
+        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if elementwise:
+            self.max_weight = check_max_weight(max_weight)
+            init_indrnn_weights(*weights, init, self.max_weight)
+        else:
+            self.max_weight = None
+            init_recurrent_weights(*weights, cell, init, forget_bias)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> State:
         if state is None:
             state = initial_state(self.cell, x.shape[0], self.hidden_size, x)
         gx = nn.functional.linear(x, self.weight_ih, self.bias_ih)
-        gh = nn.functional.linear(state[0], self.weight_hh, self.bias_hh)
+        w_hh = self.weight_hh
+        if self.cell in ELEMENTWISE_CELLS:
+            w_hh = bounded(w_hh, self.max_weight)
+        gh = recurrent_term(self.cell, state[0], w_hh, self.bias_hh)
         return cell_step(self.cell, self.acts, gx, gh, state)

@@ -9,7 +9,12 @@ padded steps never change outputs at valid steps or the final state, and outputs
 padded steps are zero (as ``pad_packed_sequence`` leaves them). The equations are in
 docs/equations.md. The layer's repr names the path that really runs it: the inner
 ``nn.RNN`` is only the parameter container when the kernel runs (a gelu Elman layer is
-not ``nn.RNN(nonlinearity='tanh')``), so it is not printed.
+not ``nn.RNN(nonlinearity='tanh')``), so it is not printed. An IndRNN layer keeps its
+parameters in ``IndRNNParams`` (nn.RNN's names, a vector ``weight_hh``) and always runs
+the kernel, with its recurrent vector clamped to ``max_weight`` (nn/indrnn.py). An LSTM
+with ``proj_size`` (LSTMP) keeps its parameters in ``nn.LSTM(proj_size=P)`` (so state
+dicts load both ways) and runs it fused with the default activations, else the per-step
+loop of nn/variants.py.
 """
 
 from __future__ import annotations
@@ -19,14 +24,23 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.nn.cells import (
+    ELEMENTWISE_CELLS,
     CellActivations,
     State,
     check_cell,
     init_recurrent_weights,
     initial_state,
 )
+from rnnlab.nn.indrnn import (
+    DEFAULT_MAX_WEIGHT,
+    IndRNNParams,
+    bounded,
+    check_max_weight,
+    init_indrnn_weights,
+)
 from rnnlab.nn.kernels import describe_backend, recurrence
 from rnnlab.nn.masks import full_lengths, is_padded, reverse_padded
+from rnnlab.nn.variants import check_proj_size, init_projection, projected_direction
 
 _TORCH_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 FUSED_MODES = ("auto", True, False)
@@ -48,7 +62,7 @@ def run_direction(
     """
     w_ih, w_hh, b_ih, b_hh = weights
     if state is None:
-        state = initial_state(cell, x.shape[0], w_hh.shape[1], x)
+        state = initial_state(cell, x.shape[0], w_hh.shape[-1], x)
     gx = torch.matmul(x, w_ih.t())
     c0 = state[1] if cell == "lstm" else None
     return recurrence(cell, acts.kernel_names, gx, w_hh, b_hh, state[0], c0, lengths, b_ih)
@@ -77,6 +91,8 @@ class RecurrentLayer(nn.Module):
         init: str = "default",
         forget_bias: float | None = None,
         fused: bool | str = "auto",
+        max_weight: float | None = DEFAULT_MAX_WEIGHT,
+        proj_size: int = 0,
     ) -> None:
         super().__init__()
         self.cell = check_cell(cell)
@@ -95,20 +111,33 @@ class RecurrentLayer(nn.Module):
             )
         self.fused = fused
         self.input_size, self.hidden_size = input_size, hidden_size
+        self.proj_size = check_proj_size(proj_size, cell, hidden_size, where="RecurrentLayer")
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
-        kwargs = {"batch_first": True, "bidirectional": bidirectional}
-        if cell == "rnn":
-            kwargs["nonlinearity"] = "relu" if self.acts.activation == "relu" else "tanh"
-        self.rnn = _TORCH_MODULES[cell](input_size, hidden_size, **kwargs)
-        for d in range(self.num_directions):
-            init_recurrent_weights(*self.weights(d), cell, init, forget_bias)
+        # IndRNN's bound on |u| (None: unbounded); other cells have none.
+        self.max_weight = None
+        if cell in ELEMENTWISE_CELLS:
+            self.max_weight = check_max_weight(max_weight)
+            self.rnn = IndRNNParams(input_size, hidden_size, bidirectional)
+            for d in range(self.num_directions):
+                init_indrnn_weights(*self.weights(d), init, self.max_weight)
+        else:
+            kwargs = {"batch_first": True, "bidirectional": bidirectional}
+            if self.proj_size:
+                kwargs["proj_size"] = self.proj_size
+            if cell == "rnn":
+                kwargs["nonlinearity"] = "relu" if self.acts.activation == "relu" else "tanh"
+            self.rnn = _TORCH_MODULES[cell](input_size, hidden_size, **kwargs)
+            for d in range(self.num_directions):
+                init_recurrent_weights(*self.weights(d), cell, init, forget_bias)
+                if self.proj_size:
+                    init_projection(self.projection(d), init)
         # Set by a connection that runs this layer's weights itself (gated feedback).
         self.run_by: str | None = None
 
     @property
     def output_size(self) -> int:
-        return self.num_directions * self.hidden_size
+        return self.num_directions * (self.proj_size or self.hidden_size)
 
     @property
     def uses_fused(self) -> bool:
@@ -120,13 +149,17 @@ class RecurrentLayer(nn.Module):
             return f"{self.run_by} (this layer holds weights only)"
         if self.uses_fused:
             return f"fused nn.{type(self.rnn).__name__}"
+        if self.proj_size:
+            return "projection loop (per-step autograd, nn/variants.py)"
         return f"kernel, backend={describe_backend(self.weights(0)[0])}"
 
     def extra_repr(self) -> str:
         return (
             f"cell={self.cell}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
             f"{self.acts.describe(self.cell)}, bidirectional={self.bidirectional}, "
-            f"path={self.path()}"
+            + (f"max_weight={self.max_weight}, " if self.cell in ELEMENTWISE_CELLS else "")
+            + (f"proj_size={self.proj_size}, " if self.proj_size else "")
+            + f"path={self.path()}"
         )
 
     def __repr__(self) -> str:
@@ -141,6 +174,17 @@ class RecurrentLayer(nn.Module):
             getattr(r, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         )
 
+    def projection(self, direction: int) -> torch.Tensor:
+        """W_hr (P, H) of an LSTMP layer (``proj_size > 0``)."""
+        return getattr(self.rnn, "weight_hr_l0_reverse" if direction else "weight_hr_l0")
+
+    def step_weights(self, direction: int) -> tuple[torch.Tensor, ...]:
+        """The weights the step uses: ``weights(direction)``, IndRNN's vector bounded."""
+        w = self.weights(direction)
+        if self.cell in ELEMENTWISE_CELLS:
+            return (w[0], bounded(w[1], self.max_weight).contiguous(), w[2], w[3])
+        return w
+
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None, state: State | None = None
     ) -> tuple[torch.Tensor, State]:
@@ -152,7 +196,13 @@ class RecurrentLayer(nn.Module):
         for d in range(self.num_directions):
             s = None if state is None else tuple(t[d] for t in state)
             xd = reverse_padded(x, lengths) if d else x
-            out, final = run_direction(self.cell, self.acts, xd, lengths, self.weights(d), s)
+            if self.proj_size:
+                w_hr = self.projection(d)
+                out, final = projected_direction(self.acts, xd, lengths, self.weights(d), w_hr, s)
+            else:
+                out, final = run_direction(
+                    self.cell, self.acts, xd, lengths, self.step_weights(d), s
+                )
             outs.append(reverse_padded(out, lengths) if d else out)
             finals.append(final)
         out = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from rnnlab.nn.cells import CellActivations, check_cell
+from rnnlab.nn.indrnn import DEFAULT_MAX_WEIGHT
 from rnnlab.nn.recurrent import RecurrentLayer
 
 
@@ -25,6 +26,8 @@ class LayerSpec:
     init: str = "default"
     forget_bias: float | None = None
     fused: bool | str = "auto"
+    max_weight: float | None = DEFAULT_MAX_WEIGHT  # IndRNN's |u| bound (nn/indrnn.py)
+    proj_size: int = 0  # LSTMP: h_t = W_hr (o ⊙ φ_c(c_t)) of width proj_size (nn/variants.py)
 
     def __post_init__(self) -> None:
         check_cell(self.cell)
@@ -33,7 +36,7 @@ class LayerSpec:
 
     @property
     def output_size(self) -> int:
-        return self.hidden_size * (2 if self.bidirectional else 1)
+        return (self.proj_size or self.hidden_size) * (2 if self.bidirectional else 1)
 
     def build(self, input_size: int) -> RecurrentLayer:
         return RecurrentLayer(
@@ -45,6 +48,8 @@ class LayerSpec:
             init=self.init,
             forget_bias=self.forget_bias,
             fused=self.fused,
+            max_weight=self.max_weight,
+            proj_size=self.proj_size,
         )
 
     def with_(self, **changes) -> LayerSpec:

@@ -35,12 +35,31 @@ from rnnlab.nn.kernels import describe_backend, feedback_recurrence
 from rnnlab.nn.kernels.gated_feedback import layout
 from rnnlab.nn.masks import full_lengths, reverse_padded, step_mask_or_none
 
+FEEDBACK_CELLS = tuple(CANDIDATE_BLOCK)
+
+
+def check_feedback_cell(cell: str, key: str = "cell") -> None:
+    """Gated feedback gates a recurrent *matrix* per layer pair; IndRNN has only a vector."""
+    if cell not in FEEDBACK_CELLS:
+        raise ValueError(
+            f"{key}={cell!r} cannot run with connection.name=gated_feedback (it gates the "
+            f"candidate's recurrent matrix U^(i->j), which an elementwise cell does not "
+            f"have); valid cells: {', '.join(FEEDBACK_CELLS)}"
+        )
+
 
 class _FeedbackDirection(nn.Module):
     """One direction: L unidirectional layers plus the cross-layer feedback weights."""
 
     def __init__(self, input_size: int, num_layers: int, spec: LayerSpec):
         super().__init__()
+        check_feedback_cell(spec.cell)
+        if spec.proj_size:
+            raise ValueError(
+                f"proj_size={spec.proj_size} cannot run with connection.name=gated_feedback "
+                "(its kernel feeds back states of width hidden_size); use proj_size=0 or "
+                "another connection: stack, residual, highway, dense, parallel"
+            )
         h = spec.hidden_size
         uni = spec.with_(bidirectional=False, fused=False)
         widths = [input_size] + [h] * (num_layers - 1)

@@ -1,7 +1,8 @@
 """Fast recurrent kernels: one layer's time loop with a hand-written backward.
 
 ``recurrence(cell, acts, gx, w_hh, b_hh, h0, c0, lengths, b_ih)`` runs the loop of an
-Elman, LSTM or GRU layer for any registered activation. ``gx = x W_ih^T`` for all steps
+Elman, LSTM, GRU or IndRNN layer for any registered activation (IndRNN's ``w_hh`` is its
+(H,) recurrent vector: the step's product is elementwise, its gradient a sum). ``gx = x W_ih^T`` for all steps
 is computed by the caller as one matrix product, so autograd's own matmul backward
 gives dW_ih = dGates^T X and dX = dGates W_ih as single large products; the biases are
 added inside the loop's elementwise pass (a bias in that matmul would cost a full-size
@@ -31,7 +32,7 @@ from rnnlab.nn.activations import KERNEL_CODES  # noqa: F401 (re-exported)
 from rnnlab.nn.kernels import torch_ops
 
 # Cell codes of the C++ kernels (enum Cell in nn/kernels/common.h).
-CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}
+CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2, "indrnn": 3}
 BACKENDS = ("auto", "cpp", "python")
 _state: dict[str, object] = {}
 

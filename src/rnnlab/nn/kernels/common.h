@@ -30,7 +30,8 @@ __attribute__((weak)) void sgemm_compute_(const char*, const char*, const int*, 
 namespace {
 
 // The same codes as rnnlab.nn.kernels.CELL_CODES and activations.KERNEL_CODES.
-enum Cell : int64_t { RNN = 0, LSTM = 1, GRU = 2 };
+// IND: IndRNN, the Elman step with an elementwise (vector) recurrent weight.
+enum Cell : int64_t { RNN = 0, LSTM = 1, GRU = 2, IND = 3 };
 enum Act : int64_t {
   TANH = 0, RELU = 1, LEAKY_RELU = 2, ELU = 3, GELU = 4,
   SILU = 5, SOFTSIGN = 6, HARDTANH = 7, SIGMOID = 8, HARD_SIGMOID = 9

@@ -9,6 +9,8 @@
 // Lengths: rows with t >= length keep their state and emit zeros (no per-sequence loop).
 // Activations are chosen at run time by code (enum Act in common.h, the same numbers as
 // rnnlab.nn.activations.KERNEL_CODES).
+// IndRNN (cell IND) is the Elman loop with w_hh a vector u (H): the per-step product is
+// u * h elementwise (no matmul), dh_{t-1} = u * dG, and du = sum_{b,t} dG * h_{t-1}.
 //
 // Where the time goes at RNN sizes (perf, T=200 B=32 H=128): the per-step matmul is
 // small, so three things dominate that a naive loop pays every step: (1) the BLAS
@@ -53,7 +55,9 @@ void forward_loop(const at::Tensor& gx, at::Tensor& gh, at::Tensor& out, at::Ten
   // layer's training-step memory stays near nn.*'s (it then uses at::mm, ~10-25% slower
   // per product); inference always packs.
   PackBudget budget{save ? B * S * GH * static_cast<int64_t>(sizeof(T)) : INT64_MAX};
-  const StepMatmul<T> recur(w_hh, /*transpose=*/true, (B + blocks - 1) / blocks, &budget);
+  const StepMatmul<T> recur = cell == IND ? StepMatmul<T>()  // no product: u * h below
+      : StepMatmul<T>(w_hh, /*transpose=*/true, (B + blocks - 1) / blocks, &budget);
+  const T* u_p = cell == IND ? w_hh.data_ptr<T>() : nullptr;
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
     for (int64_t t = 0; t < S; ++t) {
       recur(h_p + r0 * H, H, r1 - r0, T(0), gh_p + r0 * GH, GH);  // gh = h W_hh^T
@@ -72,6 +76,11 @@ void forward_loop(const at::Tensor& gx, at::Tensor& gh, at::Tensor& out, at::Ten
         if (cell == RNN) {
 #pragma omp simd
           for (int64_t k = 0; k < H; ++k) p[k] = x[k] + r[k] + bs[k];
+          act_fwd<T>(phi, p, hb, H);
+          std::copy(hb, hb + H, o);
+        } else if (cell == IND) {
+#pragma omp simd
+          for (int64_t k = 0; k < H; ++k) p[k] = x[k] + u_p[k] * hb[k] + bs[k];
           act_fwd<T>(phi, p, hb, H);
           std::copy(hb, hb + H, o);
         } else if (cell == LSTM) {
@@ -120,7 +129,9 @@ std::vector<at::Tensor> rec_forward(const at::Tensor& gx, const at::Tensor& w_hh
                                     const at::Tensor& c0, const at::Tensor& lengths, int64_t cell,
                                     int64_t phi, int64_t phi_c, int64_t sigma, bool save) {
   TORCH_CHECK(gx.dim() == 3 && gx.is_contiguous(), "gx must be a contiguous (B, T, G*H) tensor");
-  const int64_t B = gx.size(0), S = gx.size(1), GH = gx.size(2), H = w_hh.size(1);
+  const int64_t B = gx.size(0), S = gx.size(1), GH = gx.size(2);
+  const int64_t H = cell == IND ? w_hh.size(0) : w_hh.size(1);
+  TORCH_CHECK(cell != IND || (w_hh.dim() == 1 && w_hh.is_contiguous()), "IndRNN u must be a contiguous (H,) vector");
   TORCH_CHECK(GH == gates_of(cell) * H, "gx width does not match the cell");
   at::NoGradGuard no_grad;
   auto opts = gx.options();
@@ -165,7 +176,9 @@ void backward_loop(const at::Tensor& go, const at::Tensor& out, const at::Tensor
   T* tmp_p = tmp.data_ptr<T>();
   const int64_t blocks = row_blocks(B);
   PackBudget budget{B * S * GH * static_cast<int64_t>(sizeof(T))};  // as in the forward
-  const StepMatmul<T> recur(w_hh, /*transpose=*/false, (B + blocks - 1) / blocks, &budget);
+  const StepMatmul<T> recur = cell == IND ? StepMatmul<T>()  // no product: u * dG below
+      : StepMatmul<T>(w_hh, /*transpose=*/false, (B + blocks - 1) / blocks, &budget);
+  const T* u_p = cell == IND ? w_hh.data_ptr<T>() : nullptr;
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
     for (int64_t t = S - 1; t >= 0; --t) {
       // Each row leaves in dh the part of dh_{t-1} that bypasses W_hh (the carry: zero for
@@ -191,6 +204,10 @@ void backward_loop(const at::Tensor& go, const at::Tensor& out, const at::Tensor
         if (cell == RNN) {
           act_bwd<T>(phi, p, dhb, dg, H);
           std::fill(dhb, dhb + H, T(0));
+        } else if (cell == IND) {
+          act_bwd<T>(phi, p, dhb, dg, H);
+#pragma omp simd
+          for (int64_t k = 0; k < H; ++k) dhb[k] = u_p[k] * dg[k];
         } else if (cell == LSTM) {
           const T* __restrict__ cb = call_p + bt * H;
           const T* __restrict__ cprev = t ? call_p + (bt - 1) * H : c0_p + b * H;
@@ -275,8 +292,14 @@ std::vector<at::Tensor> rec_backward(const at::Tensor& grad_out, const at::Tenso
   at::Tensor first = dgh.select(1, 0);  // (B, GH), t = 0 rows
   at::Tensor corr = h0c.clone();
   if (B > 1) corr.narrow(0, 1, B - 1).sub_(out.select(1, S - 1).narrow(0, 0, B - 1));
-  at::Tensor dw = at::mm(first.t(), corr);
-  if (B * S > 1) dw.addmm_(dg_flat.narrow(0, 1, B * S - 1).t(), out_flat.narrow(0, 0, B * S - 1));
+  at::Tensor dw;
+  if (cell == IND) {  // du = sum_{b,t} dG * h_{t-1}, the same pairing elementwise
+    dw = (first * corr).sum(0);
+    if (B * S > 1) dw.add_((dg_flat.narrow(0, 1, B * S - 1) * out_flat.narrow(0, 0, B * S - 1)).sum(0));
+  } else {
+    dw = at::mm(first.t(), corr);
+    if (B * S > 1) dw.addmm_(dg_flat.narrow(0, 1, B * S - 1).t(), out_flat.narrow(0, 0, B * S - 1));
+  }
   at::Tensor db = dg_flat.sum(0);
   at::Tensor db_ih = cell == GRU ? dgx.view({B * S, GH}).sum(0) : db;
   return {dgx, dw, db_ih, db, dh, dc};

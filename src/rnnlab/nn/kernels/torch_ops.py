@@ -44,14 +44,15 @@ def forward(
     """gx (B, T, G*H) -> out, h_T, c_T, pre, c_all, hn_all (as the C++ kernel)."""
     phi, phi_c, sig = resolve(acts)[:3]
     batch, steps, _ = gx.shape
-    hidden = w_hh.shape[1]
+    hidden = w_hh.shape[-1]
     mask = step_mask_or_none(lengths, steps, gx.device)
     h, c = h0, c0
     outs, pres, cs, hns = [], [], [], []
-    w_t = w_hh.t()
+    elementwise = cell == "indrnn"  # w_hh is the (H,) vector u: u * h, no matmul
+    w_t = w_hh if elementwise else w_hh.t()
     for t, x_t in enumerate(gx.unbind(1)):
-        gh = torch.addmm(b_hh, h, w_t)
-        if cell == "rnn":
+        gh = torch.addcmul(b_hh, h, w_hh) if elementwise else torch.addmm(b_hh, h, w_t)
+        if cell in ("rnn", "indrnn"):
             pre = x_t + gh
             h_new, c_new = phi(pre), None
         elif cell == "lstm":
@@ -116,7 +117,7 @@ def backward(
         p = pres[t]
         h_prev = hs[t - 1] if t else h0
         direct = None
-        if cell == "rnn":
+        if cell in ("rnn", "indrnn"):
             dg = d * dphi(p)
             dx = dg
         elif cell == "lstm":
@@ -155,12 +156,18 @@ def backward(
             carry = direct
             if cell == "lstm":
                 dc = dc_new
-        dh = dg @ w_hh if carry is None else torch.addmm(carry, dg, w_hh)
+        if cell == "indrnn":
+            dh = dg * w_hh if carry is None else torch.addcmul(carry, dg, w_hh)
+        else:
+            dh = dg @ w_hh if carry is None else torch.addmm(carry, dg, w_hh)
         dghs[t], dgxs[t] = dg, dx
     dgh = torch.stack(dghs, 1)
     dgx = torch.stack(dgxs, 1) if cell == "gru" else dgh
     h_prev_all = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
     gates = dgh.shape[-1]
-    dw = dgh.reshape(-1, gates).t() @ h_prev_all.reshape(-1, hidden)
+    if cell == "indrnn":
+        dw = (dgh * h_prev_all).sum((0, 1))
+    else:
+        dw = dgh.reshape(-1, gates).t() @ h_prev_all.reshape(-1, hidden)
     db = dgh.reshape(-1, gates).sum(0)
     return dgx, dw, db, dh, dc if dc is not None else out.new_empty(0)
