@@ -17,6 +17,7 @@ from rnnlab.report import build_report
 from tests.helpers import FAST, ROOT, run_cli
 from tests.integration.test_dvc import sh
 from tests.unit.test_report import assert_valid_png
+from tests.wandb_records import run_file, summarize
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -33,12 +34,24 @@ def test_two_configs_by_three_seeds_give_two_grouped_rows(tmp_path):
         "sweep=seeds",
         "model/cell=lstm,gru",
         *FAST,
-        "logger=csv",
         "trainer.max_epochs=2",
         f"hydra.sweep.dir={sweep}",
     )
-    assert sorted(int(p.name) for p in sweep.iterdir() if p.name.isdigit()) == list(range(6))
-    proc = run_cli("rnnlab.report", str(sweep))
+    jobs = sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert [p.name for p in jobs] == [str(i) for i in range(6)]
+    # W&B (offline): one group for the sweep, one job_type per configuration
+    runs = [summarize(run_file(job)) for job in jobs]
+    assert {r["run"]["group"] for r in runs} == {f"sweep-{sweep.name}"}
+    by_type: dict[str, set] = {}
+    for r in runs:
+        assert r["run"]["job_type"] == f"train-{r['config']['config_hash']}"
+        by_type.setdefault(r["run"]["job_type"], set()).add(
+            (r["config"]["model"]["cell"], r["config"]["seed"])
+        )
+    assert sorted(len(v) for v in by_type.values()) == [3, 3]
+    assert all(len({cell for cell, _ in v}) == 1 for v in by_type.values())
+
+    proc = run_cli("rnnlab.report", str(sweep), "--wandb")
     assert "best configuration: " in proc.stdout and "over 3 seeds" in proc.stdout
     out = sweep / "report"
     configs = read_csv(out / "configs.csv")
@@ -58,6 +71,14 @@ def test_two_configs_by_three_seeds_give_two_grouped_rows(tmp_path):
         assert_valid_png(out / name)
     page = (out / "report.html").read_text()
     assert "configurations (mean over seeds)" in page and "min-max over the seeds" in page
+    # the aggregate table, logged once as a W&B table in the sweep's group
+    report_run = summarize(run_file(out))
+    assert report_run["run"]["job_type"] == "report"
+    assert report_run["run"]["group"] == f"sweep-{sweep.name}"
+    logged = set().union(*(row.keys() for row in report_run["history"]))
+    assert any(k.startswith("report/configs") for k in logged)
+    assert any(k.startswith("report/leaderboard") for k in logged)
+    assert report_run["summary"]["best/val/loss_best/mean"] == pytest.approx(means[0])
 
 
 def make_seed_repo(tmp_path: Path) -> Path:

@@ -209,3 +209,61 @@ def test_gradient_norms_are_logged_and_explosions_warned(caplog):
     assert step == 0 and norms["grad_norm/total"] == pytest.approx(expected, rel=1e-5)
     assert set(norms) == {"grad_norm/total", "grad_norm/layer_0", "grad_norm/layer_1"}
     assert "exploding gradients: total gradient norm" in caplog.text
+
+
+def _length_batch(steps: int, batch: int = 2) -> dict:
+    g = torch.Generator().manual_seed(steps)
+    return {
+        "inputs": torch.randn(batch, steps, 3, generator=g),
+        "lengths": torch.full((batch,), steps),
+        "targets": torch.randn(batch, generator=g),
+    }
+
+
+def test_probe_uses_the_longest_validation_batch_fixed_across_epochs(tmp_path):
+    # length bucketing: the first validation batch is the shortest
+    task, trainer = _task("gru", "tanh"), _Trainer(_batch())
+    trainer.val_dataloaders = [[_length_batch(3), _length_batch(11), _length_batch(7)]]
+    callback = GradientFlow(dirpath=tmp_path, plot_every_s=3600)
+    callback.on_train_start(trainer, task)
+    trainer.val_dataloaders = [[_length_batch(2)]]  # a later epoch's loader: not re-picked
+    trainer.current_epoch, trainer.global_step = 0, 2
+    callback.on_train_epoch_end(trainer, task)
+    assert [r["probe"]["time_steps"] for r in callback.records] == [11, 11]
+
+
+def test_tiny_gradients_do_not_underflow_to_zero(tmp_path):
+    # a contracting tanh Elman RNN over 60 steps: ‖∂L/∂h_t‖ falls below float32's floor
+    task = _task("rnn", "tanh", num_layers=1)
+    with torch.no_grad():
+        task.net.stack.layers[0].weights(0)[1].mul_(0.02)
+    batch = _length_batch(60, batch=4)
+    fp32 = GradientFlow(dirpath=tmp_path, probe_dtype="float32").measure(task, batch)
+    assert 0.0 in fp32["layers"]["layer_0"]["dh_norm"]  # what today's probe records
+    record = GradientFlow(dirpath=tmp_path).measure(task, batch)
+    profile = record["layers"]["layer_0"]["dh_norm"]
+    assert record["dtype"] == "float64" and all(v > 0 for v in profile)
+    assert profile[0] < 1e-45 < profile[-1]
+    # the trained weights are untouched (the probe ran on a float64 copy)
+    assert all(p.dtype == torch.float32 and p.grad is None for p in task.parameters())
+
+
+@pytest.mark.parametrize(
+    "cell,expected,not_expected",
+    [
+        ("lstm", "model.forget_bias=1.0", "gated cells"),
+        ("gru", "already gated (gru)", "gated cells (model/cell"),
+        ("rnn", "gated cells (model/cell=lstm or gru)", "already gated"),
+    ],
+)
+def test_vanishing_warning_gives_advice_that_fits_the_cell(cell, expected, not_expected, caplog):
+    task = _task(cell, "tanh", num_layers=1)
+    record = {
+        "epoch": 0,
+        "probe": {"time_steps": 9},
+        "layers": {"layer_0": {"dh_norm": [1e-12] + [1.0] * 8}},
+    }
+    with caplog.at_level("WARNING", logger="rnnlab.callbacks.gradient_flow"):
+        GradientFlow(dirpath=".")._warn_vanishing(record, task)
+    assert "vanishing gradients in layer_0" in caplog.text
+    assert expected in caplog.text and not_expected not in caplog.text

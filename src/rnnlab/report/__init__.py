@@ -10,13 +10,18 @@ a sweep can be compared on a machine without W&B or internet.
 Modules, in the order the data flows (each imports only those above it):
 
 ============== ===============================================================
-``jobs``        ``Job`` (one job directory), ``Report`` (the ranked sweep),
-                ``ReportError``
-``rank``        default metric, direction (max/min), leaderboard order
+``jobs``        ``Job`` (one job directory), ``Config`` (jobs differing only in
+                seed), ``Report`` (the ranked sweep), ``ReportError``
+``rank``        default metric, direction (max/min), leaderboard order (status first)
+``configs``     grouping jobs into configurations: mean/std/CI, Welch vs the best
 ``collect``     reading the sweep directory into ``Job``\\ s; ``collect()``
-``leaderboard`` leaderboard rows, ``leaderboard.{csv,md}``, gradient summary
-``plots``       the three PNG figures
+``dvc``         reading ``dvc exp show --json`` into ``Job``\\ s; ``collect_dvc()``
+``importance``  fANOVA importance and marginal means of the varied keys
+``leaderboard`` leaderboard rows, ``leaderboard.{csv,md}``, ``configs.csv``,
+                ``importance.md``, gradient summary
+``plots``       the PNG figures
 ``page``        ``report.html``
+``wandb_table`` ``--wandb``: the tables, once, as W&B tables
 ``cli``         ``build_report()`` (everything above) and ``main()`` (the CLI)
 ============== ===============================================================
 

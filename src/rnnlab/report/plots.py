@@ -19,6 +19,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from rnnlab.plots import save_png  # noqa: E402
 from rnnlab.report.jobs import Job, Report  # noqa: E402
 
+MAX_GRADIENT_PANELS = 24
+
 
 def curve_key(job: Job, metric: str) -> str | None:
     """The validation series to draw: the ranked metric without ``_best`` when it is a
@@ -238,12 +240,19 @@ def plot_gradient_flow(report: Report, labels: dict[str, str], out: Path) -> tup
     """||dL/dh_t|| over time steps t from each job's last gradient-flow record, log-y:
     one panel per job, one line per layer; vanishing gradients fall toward t = 0."""
     panels = []
-    for job in report.jobs:
-        records = (job.gradient_flow or {}).get("records") or []
-        if records and (records[-1].get("layers") or records[-1].get("input")):
-            panels.append((job, records[-1]))
+    # with repeated seeds, one panel per configuration (its first seed with a record):
+    # the seeds of one configuration share a profile shape, and 50 panels take seconds
+    candidates = [c.jobs for c in report.configs] if report.grouped else [[j] for j in report.jobs]
+    for jobs in candidates:
+        for job in jobs:
+            records = (job.gradient_flow or {}).get("records") or []
+            if records and (records[-1].get("layers") or records[-1].get("input")):
+                panels.append((job, records[-1]))
+                break
     if not panels:
         return "gradient_flow.png skipped: no job has gradient_flow/gradient_flow.json"
+    shown = len(panels)
+    panels = panels[:MAX_GRADIENT_PANELS]
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(
@@ -285,7 +294,12 @@ def plot_gradient_flow(report: Report, labels: dict[str, str], out: Path) -> tup
         ax.set_ylabel("||dL/dh_t||")
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    fig.suptitle("Gradient flow: per-step gradient norm, last record of each job")
+    title = "Gradient flow: per-step gradient norm, last record of each " + (
+        "configuration (its first seed)" if report.grouped else "job"
+    )
+    if shown > len(panels):
+        title += f" (first {len(panels)} of {shown}, in leaderboard order)"
+    fig.suptitle(title)
     fig.tight_layout()
     caption = (
         "||dL/dh_t|| per time step (log axis), from each job's last probe. Triangles at the "
