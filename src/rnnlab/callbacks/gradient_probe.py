@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from rnnlab.callbacks.gradient_saturation import LayerStats
 from rnnlab.nn.cells import cell_step, initial_state
+from rnnlab.nn.masks import valid_steps
 from rnnlab.nn.recurrent import RecurrentLayer
 
 
@@ -53,7 +54,7 @@ def valid_mask(
     """(B, T) bool: step t is a real (unpadded) step of sequence b."""
     if lengths is None:
         return torch.ones(batch, steps, dtype=torch.bool, device=device)
-    return torch.arange(steps, device=device)[None, :] < lengths.to(device)[:, None]
+    return valid_steps(lengths, steps, device)
 
 
 def profile(grad: torch.Tensor | None, valid: torch.Tensor) -> list[float]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from rnnlab.nn.activations import get_activation, get_gate_activation
+from rnnlab.nn.cells import NUM_GATES
 from rnnlab.nn.recurrent import RecurrentLayer
 
 BOUNDED = {"tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0), "hardtanh": (-1.0, 1.0)}
@@ -58,7 +59,7 @@ class LayerStats:
         saturated = gate_saturated = torch.zeros((), dtype=torch.long)
         alive = torch.zeros(size, dtype=torch.bool, device=x.device)
         cell = self.layer.cell
-        n_gates = {"rnn": 0, "lstm": 3}.get(cell, 2)
+        n_gates = NUM_GATES[cell] - 1  # gate blocks except the candidate
         padded = not bool(valid.all())
 
         def count(hit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
