@@ -12,15 +12,25 @@ run once (``trainer.test``); everything written comes from that pass. To
   :func:`rnnlab.metrics.per_class`, plus the matrix and labels), ``predictions.csv``
   (``actual,predicted`` per test sequence, for ``dvc plots``) and
   ``confusion_matrix.png``;
+* for CTC recognition, ``hypotheses.csv`` (:func:`recognition_report`): per test
+  utterance the reference, the greedy and the beam-search hypotheses and their CER and
+  WER; the test pass decodes both ways (``test/cer``, ``test/wer`` greedy,
+  ``test/cer_beam``, ``test/wer_beam`` beam, the beam being the run's ``task.decoder``
+  with this config's non-null ``decoder.*`` over it) and ``test/ser``/``test/ser_beam``
+  (utterances not exactly right) come from the same rows;
 * ``learning_curves.png`` when the run's ``csv/metrics.csv`` sits next to the
   checkpoint directory.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+from collections.abc import Sequence
+from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import hydra
 import lightning as L
@@ -49,6 +59,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"{ckpt_path}: no rnnlab run config in the checkpoint's hyper_parameters")
     run_cfg = OmegaConf.create(upgrade_targets(run_config, "checkpoint"))
     run_cfg.data = OmegaConf.merge(run_cfg.data, cfg.get("data") or {})
+    if run_cfg.task.get("name") == "ctc":
+        run_cfg.task.decoder = beam_settings(run_cfg.task.get("decoder"), cfg.get("decoder"))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(run_cfg.data)
     task = build_task(run_cfg, datamodule)
@@ -68,18 +80,90 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def beam_settings(run_decoder: Any, overrides: Any) -> dict[str, Any]:
+    """The run's ``task.decoder`` with ``overrides``' non-null keys over it, and
+    ``test_beam`` on: evaluate always decodes with the beam search too."""
+
+    def plain(cfg: Any) -> dict[str, Any]:
+        if cfg is None:
+            return {}
+        return dict(OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg)
+
+    merged, extra = plain(run_decoder), plain(overrides)
+    merged.update({k: v for k, v in extra.items() if v is not None})
+    merged["test_beam"] = True
+    return merged
+
+
 def run_test_pass(
     trainer: L.Trainer, task: L.LightningModule, datamodule: L.LightningDataModule, out_dir: Path
 ) -> dict[str, float]:
-    """``trainer.test`` (the only pass over the test set) and, for a whole-sequence
-    classifier, the per-class report from the confusion matrix that pass computed."""
+    """``trainer.test`` (the only pass over the test set) and, from what that pass kept,
+    the per-class report of a whole-sequence classifier or the hypotheses of a CTC one."""
     trainer.test(task, datamodule=datamodule)
     metrics = _floats(trainer.callback_metrics)
     confusion = getattr(task, "test_confusion", None)
     if confusion is not None and task.io.output_per == "sequence":
         names = getattr(datamodule, "class_names", None) or task.class_names
         metrics.update(classification_report(confusion, task.test_predictions, names, out_dir))
+    hypotheses = getattr(task, "test_hypotheses", None)
+    if hypotheses is not None:
+        metrics.update(recognition_report(hypotheses, out_dir))
     return metrics
+
+
+HYPOTHESES_COLUMNS = (
+    "utterance",
+    "reference",
+    "greedy",
+    "beam",
+    "cer_greedy",
+    "wer_greedy",
+    "cer_beam",
+    "wer_beam",
+)
+
+
+def error_rates(reference: str, hypothesis: str) -> tuple[float, float]:
+    """(CER, WER) of one utterance: edit distance over characters / words divided by the
+    reference's length (an empty reference: 0 when the hypothesis is empty too, else 1)."""
+    from torchmetrics.functional.text import char_error_rate, word_error_rate
+
+    if not reference.strip():
+        wrong = float(bool(hypothesis.strip()))
+        return wrong, wrong
+    return (
+        float(char_error_rate(hypothesis, reference)),
+        float(word_error_rate(hypothesis, reference)),
+    )
+
+
+def recognition_report(
+    rows: Sequence[tuple[str, str, str | None]], out_dir: Path
+) -> dict[str, float]:
+    """``hypotheses.csv`` (:data:`HYPOTHESES_COLUMNS`, one row per test utterance; beam
+    columns empty when the beam search did not run) and the utterance error rates
+    ``test/ser`` (greedy) and ``test/ser_beam``: the share of utterances whose hypothesis
+    is not exactly the reference."""
+    buf = StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(HYPOTHESES_COLUMNS)
+    wrong: dict[str, int] = {"greedy": 0, "beam": 0}
+    has_beam = bool(rows) and all(beam is not None for _, _, beam in rows)
+    for k, (ref, greedy, beam) in enumerate(rows):
+        cer_g, wer_g = error_rates(ref, greedy)
+        wrong["greedy"] += greedy != ref
+        line: list[Any] = [k, ref, greedy, "" if beam is None else beam, cer_g, wer_g, "", ""]
+        if beam is not None:
+            line[6:8] = error_rates(ref, beam)
+            wrong["beam"] += beam != ref
+        writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in line])
+    atomic_write_text(out_dir / "hypotheses.csv", buf.getvalue())
+    out = {"test/ser": wrong["greedy"] / max(len(rows), 1)}
+    if has_beam:
+        out["test/ser_beam"] = wrong["beam"] / len(rows)
+    log.info("hypotheses of %d test utterances written to %s", len(rows), out_dir)
+    return out
 
 
 def classification_report(

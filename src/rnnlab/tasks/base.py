@@ -41,6 +41,10 @@ class TrainingDiverged(FloatingPointError):
 
 
 class RecurrentTask(L.LightningModule):
+    # Whether per-step outputs may be fewer than the input steps (model.time_reduction):
+    # a CTC loss aligns them itself; per-step targets need one output per input step.
+    per_step_outputs_follow_time_reduction = False
+
     def __init__(
         self,
         model: Mapping[str, Any],
@@ -72,6 +76,18 @@ class RecurrentTask(L.LightningModule):
         )
         self.class_names = list(class_names) if class_names else None
         self.io = ModelIO(**io_dict)
+        reduction = dict(model).get("time_reduction", 1)
+        if (
+            reduction != 1
+            and self.io.output_per == "step"
+            and not self.per_step_outputs_follow_time_reduction
+        ):
+            raise ValueError(
+                f"model.time_reduction={reduction!r} gives one output per {reduction} input "
+                f"steps, but {type(self).__name__} scores one target per input step; use "
+                "model.time_reduction=1 here (time reduction works with CTC and with "
+                "whole-sequence outputs)"
+            )
         self.net = build_model(model, self.io)
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
