@@ -127,3 +127,19 @@ def record_fit_end(trainer: L.Trainer, status: str) -> None:
     ckpt = load_checkpoint(path)
     ckpt["rnnlab"] = {**ckpt.get("rnnlab", {}), "fit_status": status}
     AtomicCheckpointIO().save_checkpoint(ckpt, path)
+
+
+def continue_logs(trainer: L.Trainer, ckpt_path: str) -> None:
+    """Before a resumed fit: file loggers keep the epochs the checkpoint completed.
+
+    Lightning's CSV writer deletes the old ``metrics.csv`` when it starts; loggers with a
+    ``keep_history(epoch)`` (:class:`rnnlab.csv_logger.ResumableCSVLogger`) write back
+    the rows of epochs ``0..epoch``, so the learning curves show the whole run.
+    """
+    loggers = [lg for lg in trainer.loggers if hasattr(lg, "keep_history")]
+    if not loggers or not trainer.is_global_zero:
+        return
+    epoch = load_checkpoint(ckpt_path).get("epoch")
+    if isinstance(epoch, int):
+        for logger in loggers:
+            logger.keep_history(epoch)

@@ -43,7 +43,7 @@ from rnnlab.loggers import (
     wandb_loggers,
 )
 from rnnlab.params_file import apply_params_file
-from rnnlab.resume import record_fit_end, resolve_ckpt_path
+from rnnlab.resume import continue_logs, record_fit_end, resolve_ckpt_path
 from rnnlab.run_record import run_summary, write_metrics
 from rnnlab.safety import check_targets
 from rnnlab.tasks import TASKS, RecurrentTask, TrainingDiverged
@@ -142,6 +142,8 @@ def _fit(
     ckpt_path: str | None,
 ) -> TrainingDiverged | None:
     """``trainer.fit``; record its end in last.ckpt; the divergence, if it diverged."""
+    if ckpt_path:
+        continue_logs(trainer, ckpt_path)  # metrics.csv keeps the epochs before the resume
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except TrainingDiverged as err:
