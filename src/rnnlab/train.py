@@ -46,7 +46,7 @@ from rnnlab.params_file import apply_params_file
 from rnnlab.resume import continue_logs, record_fit_end, resolve_ckpt_path
 from rnnlab.run_record import run_summary, write_metrics
 from rnnlab.safety import check_targets
-from rnnlab.tasks import TASKS, RecurrentTask, TrainingDiverged
+from rnnlab.tasks import RecurrentTask, TrainingDiverged, create_task
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -59,17 +59,14 @@ def build_datamodule(data_cfg: DictConfig) -> L.LightningDataModule:
 
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> RecurrentTask:
-    """The LightningModule for ``task.name`` with the model the data's I/O needs."""
+    """The LightningModule for ``task.name`` (rnnlab.tasks.create_task: refuses a task the
+    data was not prepared for, and task keys that task does not take)."""
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
     name = task_cfg.pop("name")
-    if name not in TASKS:
-        raise ValueError(f"task.name={name!r} is not known; valid: {', '.join(TASKS)}")
-    if task_cfg.get("class_weights") == "auto":
-        task_cfg["class_weights"] = getattr(datamodule, "class_weights", None)
-    return TASKS[name](
+    return create_task(
+        name,
+        datamodule,
         model=OmegaConf.to_container(cfg.model, resolve=True),
-        io=datamodule.io,
-        class_names=getattr(datamodule, "class_names", None),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         run_config=OmegaConf.to_container(cfg, resolve=True),
         **task_cfg,
