@@ -15,7 +15,7 @@ from rnnlab.nn.cells import CELLS, INITS, CellActivations
 from rnnlab.nn.connections import CONNECTIONS, LayerSpec, ParallelConnection, RecurrentStack
 from rnnlab.nn.connections.gated_feedback import check_feedback_cell
 from rnnlab.nn.indrnn import DEFAULT_MAX_WEIGHT, check_max_weight
-from rnnlab.nn.variants import check_proj_size
+from rnnlab.nn.variants import check_proj_size, check_variant
 
 STACK_DEFAULTS: dict[str, Any] = {
     "cell": "lstm",
@@ -31,6 +31,11 @@ STACK_DEFAULTS: dict[str, Any] = {
     "fused": "auto",
     "indrnn_max_weight": DEFAULT_MAX_WEIGHT,
     "proj_size": 0,
+    "lstm_variant": "vanilla",
+    "peephole": False,
+    "layer_norm": False,
+    "recurrent_dropout": 0.0,
+    "zoneout": 0.0,
     "connection": {"name": "stack"},
 }
 
@@ -126,6 +131,13 @@ def check_stack_config(cfg: Mapping[str, Any], where: str = "model") -> None:
         raise ValueError(f"{where}.fused={c['fused']!r} is not valid; valid: auto, true, false")
     check_max_weight(c["indrnn_max_weight"], f"{where}.indrnn_max_weight")
     check_proj_size(c["proj_size"], c["cell"], c["hidden_size"], where)
+    variant = check_variant(c, c["cell"], where)
+    if name == "gated_feedback" and not variant.is_plain:
+        raise ValueError(
+            f"{where}: {variant.describe()} cannot run with {where}.connection.name="
+            "gated_feedback (its kernel runs the plain cells only); valid connections for "
+            "the cell variants: stack, residual, highway, dense, parallel"
+        )
     if name == "gated_feedback":
         check_feedback_cell(c["cell"], f"{where}.cell")
         if c["proj_size"]:
@@ -182,6 +194,7 @@ def build_stack(input_size: int, cfg: Mapping[str, Any], *, where: str = "model"
         fused=c["fused"],
         max_weight=check_max_weight(c["indrnn_max_weight"]),
         proj_size=c["proj_size"],
+        variant=check_variant(c, c["cell"], where),
     )
     cls = CONNECTIONS[name]
     params = inspect.signature(cls.__init__).parameters

@@ -13,8 +13,10 @@ not ``nn.RNN(nonlinearity='tanh')``), so it is not printed. An IndRNN layer keep
 parameters in ``IndRNNParams`` (nn.RNN's names, a vector ``weight_hh``) and always runs
 the kernel, with its recurrent vector clamped to ``max_weight`` (nn/indrnn.py). An LSTM
 with ``proj_size`` (LSTMP) keeps its parameters in ``nn.LSTM(proj_size=P)`` (so state
-dicts load both ways) and runs it fused with the default activations, else the per-step
-loop of nn/variants.py.
+dicts load both ways) and runs it fused with the default activations. A layer with a
+non-plain ``Variant`` (Greff variants, peepholes, layer norm, recurrent dropout, zoneout;
+nn/variants.py), or a projection the fused module cannot run, runs the per-step loop of
+nn/variant_cells.py; its extra parameters live in ``variant_params`` (one per direction).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from rnnlab.nn.indrnn import (
 )
 from rnnlab.nn.kernels import describe_backend, recurrence
 from rnnlab.nn.masks import full_lengths, is_padded, reverse_padded
-from rnnlab.nn.variants import check_proj_size, init_projection, projected_direction
+from rnnlab.nn.variant_cells import variant_direction
+from rnnlab.nn.variants import Variant, VariantParams, check_proj_size, init_projection
 
 _TORCH_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 FUSED_MODES = ("auto", True, False)
@@ -93,6 +96,7 @@ class RecurrentLayer(nn.Module):
         fused: bool | str = "auto",
         max_weight: float | None = DEFAULT_MAX_WEIGHT,
         proj_size: int = 0,
+        variant: Variant | None = None,
     ) -> None:
         super().__init__()
         self.cell = check_cell(cell)
@@ -103,6 +107,14 @@ class RecurrentLayer(nn.Module):
             )
         if fused not in FUSED_MODES:
             raise ValueError(f"fused={fused!r}; valid: auto, true, false")
+        self.variant = variant or Variant()
+        if cell != "lstm" and (self.variant.lstm_variant != "vanilla" or self.variant.peephole):
+            raise ValueError(
+                f"lstm_variant={self.variant.lstm_variant!r}, peephole={self.variant.peephole} "
+                f"need cell=lstm (got {cell!r})"
+            )
+        if fused is True and not self.variant.is_plain:
+            raise ValueError(f"fused=true but PyTorch's {cell} has no {self.variant.describe()}")
         if fused is True and not self.acts.is_fused_default(cell):
             raise ValueError(
                 f"fused=true but PyTorch's fused {cell} cannot run activation="
@@ -132,6 +144,11 @@ class RecurrentLayer(nn.Module):
                 init_recurrent_weights(*self.weights(d), cell, init, forget_bias)
                 if self.proj_size:
                     init_projection(self.projection(d), init)
+        self.variant_params = None
+        if self.variant.peephole or self.variant.layer_norm:
+            self.variant_params = nn.ModuleList(
+                VariantParams(cell, hidden_size, self.variant) for _ in range(self.num_directions)
+            )
         # Set by a connection that runs this layer's weights itself (gated feedback).
         self.run_by: str | None = None
 
@@ -141,7 +158,12 @@ class RecurrentLayer(nn.Module):
 
     @property
     def uses_fused(self) -> bool:
-        return self.fused is not False and self.acts.is_fused_default(self.cell)
+        plain = self.variant.is_plain
+        return self.fused is not False and plain and self.acts.is_fused_default(self.cell)
+
+    @property
+    def uses_variant_loop(self) -> bool:
+        return not self.uses_fused and (bool(self.proj_size) or not self.variant.is_plain)
 
     def path(self) -> str:
         """What runs this layer: PyTorch's fused module, or the rnnlab kernel and its backend."""
@@ -149,8 +171,8 @@ class RecurrentLayer(nn.Module):
             return f"{self.run_by} (this layer holds weights only)"
         if self.uses_fused:
             return f"fused nn.{type(self.rnn).__name__}"
-        if self.proj_size:
-            return "projection loop (per-step autograd, nn/variants.py)"
+        if self.uses_variant_loop:
+            return "variant loop (per-step autograd, nn/variant_cells.py)"
         return f"kernel, backend={describe_backend(self.weights(0)[0])}"
 
     def extra_repr(self) -> str:
@@ -159,6 +181,7 @@ class RecurrentLayer(nn.Module):
             f"{self.acts.describe(self.cell)}, bidirectional={self.bidirectional}, "
             + (f"max_weight={self.max_weight}, " if self.cell in ELEMENTWISE_CELLS else "")
             + (f"proj_size={self.proj_size}, " if self.proj_size else "")
+            + (f"{self.variant.describe()}, " if not self.variant.is_plain else "")
             + f"path={self.path()}"
         )
 
@@ -196,9 +219,13 @@ class RecurrentLayer(nn.Module):
         for d in range(self.num_directions):
             s = None if state is None else tuple(t[d] for t in state)
             xd = reverse_padded(x, lengths) if d else x
-            if self.proj_size:
-                w_hr = self.projection(d)
-                out, final = projected_direction(self.acts, xd, lengths, self.weights(d), w_hr, s)
+            if self.uses_variant_loop:
+                w_hr = self.projection(d) if self.proj_size else None
+                extra = self.variant_params[d] if self.variant_params is not None else None
+                out, final = variant_direction(
+                    self.cell, self.acts, self.variant, xd, lengths, self.step_weights(d),
+                    extra, w_hr, s, self.training,
+                )  # fmt: skip
             else:
                 out, final = run_direction(
                     self.cell, self.acts, xd, lengths, self.step_weights(d), s

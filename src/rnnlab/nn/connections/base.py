@@ -13,6 +13,7 @@ from torch import nn
 from rnnlab.nn.cells import CellActivations, check_cell
 from rnnlab.nn.indrnn import DEFAULT_MAX_WEIGHT
 from rnnlab.nn.recurrent import RecurrentLayer
+from rnnlab.nn.variants import Variant
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class LayerSpec:
     forget_bias: float | None = None
     fused: bool | str = "auto"
     max_weight: float | None = DEFAULT_MAX_WEIGHT  # IndRNN's |u| bound (nn/indrnn.py)
+    variant: Variant = field(default_factory=Variant)  # nn/variants.py
     proj_size: int = 0  # LSTMP: h_t = W_hr (o ⊙ φ_c(c_t)) of width proj_size (nn/variants.py)
 
     def __post_init__(self) -> None:
@@ -50,6 +52,7 @@ class LayerSpec:
             fused=self.fused,
             max_weight=self.max_weight,
             proj_size=self.proj_size,
+            variant=self.variant,
         )
 
     def with_(self, **changes) -> LayerSpec:

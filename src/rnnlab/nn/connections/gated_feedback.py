@@ -54,6 +54,12 @@ class _FeedbackDirection(nn.Module):
     def __init__(self, input_size: int, num_layers: int, spec: LayerSpec):
         super().__init__()
         check_feedback_cell(spec.cell)
+        if not spec.variant.is_plain:
+            raise ValueError(
+                f"{spec.variant.describe()} cannot run with connection.name=gated_feedback "
+                "(its kernel runs the plain cells only); valid connections for the cell "
+                "variants: stack, residual, highway, dense, parallel"
+            )
         if spec.proj_size:
             raise ValueError(
                 f"proj_size={spec.proj_size} cannot run with connection.name=gated_feedback "
