@@ -75,8 +75,7 @@ def test_wav_folder_trains_with_one_command(tmp_path):
         f"prepare.root={root}",
         "prepare.speaker_pattern='^(spk[0-9]+)_nohash_'",
         f"paths.data_dir={data_dir}",
-        "trainer.max_epochs=6",
-        "optim.optimizer.lr=0.01",
+        "trainer.max_epochs=10",  # the data-level recipe: 2 layers, mean pooling, lr 3e-3
         "model.hidden_size=16",
         "data.batch_size=8",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -90,6 +89,21 @@ def test_wav_folder_trains_with_one_command(tmp_path):
     speakers = meta["speakers"]
     assert not set(speakers["train"]) & (set(speakers["val"]) | set(speakers["test"]))
     assert read_metrics(tmp_path / "run")["metrics"]["test/acc"] > 0.9
+    # CTC on classification data: refused at start naming the mismatch, no raw TypeError
+    proc = run_cli(
+        "rnnlab.train",
+        "data=audio_folder",
+        f"prepare.root={root}",
+        "prepare.speaker_pattern='^(spk[0-9]+)_nohash_'",
+        "task.name=ctc",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={tmp_path / 'run_ctc'}",
+        *QUIET,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "task.name='ctc' does not fit data" in proc.stderr, proc.stderr[-2000:]
+    assert "says task 'classification'" in proc.stderr and "TypeError" not in proc.stderr
 
 
 def test_ctc_recognition_trains_on_synth_digits_with_gated_feedback(tmp_path):
