@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.gated_feedback
 	$(PY) -m benchmarks.pipeline_overhead
+	$(PY) -m benchmarks.variants
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run --quick
