@@ -40,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab.checkpoints import load_checkpoint
 from rnnlab.compat import upgrade_targets
 from rnnlab.config import config_dir, register_resolvers
+from rnnlab.errors import DataError
 from rnnlab.io import atomic_write_json, atomic_write_text
 from rnnlab.metrics import class_labels, per_class
 from rnnlab.plots import plot_confusion_matrix, plot_learning_curves
@@ -48,6 +49,35 @@ from rnnlab.train import _floats, build_datamodule, build_task
 
 log = logging.getLogger(__name__)
 register_resolvers()
+
+
+def check_same_data(
+    ckpt: dict[str, Any], datamodule: L.LightningDataModule, ckpt_path: Path, run_cfg: DictConfig
+) -> None:
+    """Refuse prepared data that is not what the checkpoint was trained on.
+
+    Checkpoints record the split files' sha256 (``ProcessedDataModule`` state). When the
+    directory was prepared again differently (another CSV under the same name, other
+    ``prepare.*`` settings), its vocabulary or labels no longer fit the weights: say so
+    with both checksums and the fix, instead of a raw ``size mismatch`` from PyTorch.
+    """
+    trained = (ckpt.get("ProcessedDataModule") or {}).get("checksums")
+    now = getattr(datamodule, "meta", {}).get("checksums") if trained else None
+    if not trained or now == trained:
+        return
+    differ = sorted(k for k in {*trained, *now} if trained.get(k) != now.get(k))
+    detail = "; ".join(
+        f"{k}: checkpoint {str(trained.get(k))[:12]}…, data now {str(now.get(k))[:12]}…"
+        for k in differ
+    )
+    name = run_cfg.data.get("name", "?")
+    raise DataError(
+        f"{ckpt_path}: was trained on other data than {datamodule.data_dir} holds now "
+        f"({detail}). Prepare it again as the run did (its prepare settings are in the "
+        f"checkpoint's run config: python -m rnnlab.data.prepare data=<data> "
+        f"data.name={name} prepare.<key>=…), or point evaluate at that data with "
+        f"data.data_dir=<dir>"
+    )
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -63,6 +93,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         run_cfg.task.decoder = beam_settings(run_cfg.task.get("decoder"), cfg.get("decoder"))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(run_cfg.data)
+    check_same_data(ckpt, datamodule, ckpt_path, run_cfg)
     task = build_task(run_cfg, datamodule)
     task.load_state_dict(ckpt["state_dict"])
     check_targets(cfg.trainer, "trainer")
