@@ -42,6 +42,7 @@ from rnnlab.compat import upgrade_targets
 from rnnlab.config import config_dir, register_resolvers
 from rnnlab.errors import DataError
 from rnnlab.io import atomic_write_json, atomic_write_text
+from rnnlab.loggers import quiet_lightning_tips
 from rnnlab.metrics import class_labels, per_class
 from rnnlab.plots import plot_confusion_matrix, plot_learning_curves
 from rnnlab.safety import check_targets
@@ -97,6 +98,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     task = build_task(run_cfg, datamodule)
     task.load_state_dict(ckpt["state_dict"])
     check_targets(cfg.trainer, "trainer")
+    quiet_lightning_tips()
     trainer: L.Trainer = instantiate(cfg.trainer)
     out_dir = Path(cfg.paths.output_dir)
     metrics = run_test_pass(trainer, task, datamodule, out_dir)

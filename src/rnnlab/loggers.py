@@ -125,7 +125,7 @@ def wandb_logger(
         log.info("no W&B credentials on this machine: logging offline (sync with `wandb sync`)")
     os.environ["WANDB_MODE"] = chosen  # rank processes and wandb-core see the same mode
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
+    logger = WandbLogger(
         save_dir=save_dir,
         project=project,
         entity=entity,
@@ -138,6 +138,24 @@ def wandb_logger(
         log_model=False,
         reinit="finish_previous",
     )
+    # Lightning always passes anonymous=None, which wandb >= 0.19 answers on every run
+    # with "The anonymous setting has no effect and will be removed": leave it unset.
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    return logger
+
+
+class _DropLitLoggerTip(logging.Filter):
+    """Lightning 2.6 logs an advertisement for its LitLogger on every Trainer without one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "try installing [litlogger]" not in record.getMessage()
+
+
+def quiet_lightning_tips() -> None:
+    """Install the filter once on Lightning's rank-zero info logger (idempotent)."""
+    target = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropLitLoggerTip) for f in target.filters):
+        target.addFilter(_DropLitLoggerTip())
 
 
 def wandb_loggers(loggers: Sequence[Logger]) -> list[WandbLogger]:

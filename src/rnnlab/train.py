@@ -40,6 +40,7 @@ from rnnlab.loggers import (
     finish_wandb,
     log_classification_report,
     log_full_config,
+    quiet_lightning_tips,
     wandb_loggers,
 )
 from rnnlab.params_file import apply_params_file
@@ -79,6 +80,7 @@ def build_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
     Without a logger (``logger=none``, or W&B with ``mode=disabled``) the learning-rate
     monitor has nothing to log to (Lightning refuses it), so it is left out.
     """
+    quiet_lightning_tips()
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     # A logger factory may return None (W&B with mode=disabled).
     loggers = [lg for lg in instantiate_group(cfg.get("logger"), "logger") if lg is not None]
