@@ -56,7 +56,9 @@ def ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
-def make_project(tmp_path: Path, pipeline_items: dict) -> Path:
+def make_project(
+    tmp_path: Path, pipeline_items: dict, recognition_items: dict | None = None
+) -> Path:
     """A git + DVC copy of the project whose pipeline runs ``pipeline_items``."""
     work = tmp_path / "project"
     work.mkdir()
@@ -68,6 +70,7 @@ def make_project(tmp_path: Path, pipeline_items: dict) -> Path:
         shutil.copy(ROOT / name, work / name)
     pipeline = yaml.safe_load((work / "conf" / "pipeline.yaml").read_text())
     pipeline["pipeline"] = pipeline_items
+    pipeline["recognition"] = recognition_items or {}  # the CTC stages: none unless asked
     (work / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     compose_and_dump(work / "params.yaml", str(work / "conf"), None, "pipeline", "", [])
     sh("git", "init", "-q", cwd=work)
