@@ -44,17 +44,16 @@ def test_ag_news_raw_csvs_and_archive_give_the_same_data(
     http_server.files.update(
         {"train.csv": train.encode(), "test.csv": test.encode(), "ag_news_csv.tgz": tgz}
     )
-    splits, meta = build_ag_news(
-        out_dir=tmp_path / "o1",
-        raw_dir=tmp_path / "raw1",
-        train_url=http_server.url("train.csv"),
-        test_url=http_server.url("test.csv"),
-        train_sha256=sha(train.encode()),
-        test_sha256=sha(test.encode()),
-        train_md5=None,
-        test_md5=None,
-        min_frequency=1,
-    )
+    files = {
+        "raw_dir": tmp_path / "raw1",
+        "train_url": http_server.url("train.csv"),
+        "test_url": http_server.url("test.csv"),
+        "train_sha256": sha(train.encode()),
+        "test_sha256": sha(test.encode()),
+        "train_md5": None,
+        "test_md5": None,
+    }
+    splits, meta = build_ag_news(out_dir=tmp_path / "o1", **files, min_frequency=1)
     splits2, meta2 = build_ag_news(
         out_dir=tmp_path / "o2",
         raw_dir=tmp_path / "raw2",
@@ -63,16 +62,7 @@ def test_ag_news_raw_csvs_and_archive_give_the_same_data(
         min_frequency=1,
     )
     n = len(http_server.requests)
-    build_ag_news(  # cached raw files: no new download
-        out_dir=tmp_path / "o3",
-        raw_dir=tmp_path / "raw1",
-        train_url=http_server.url("train.csv"),
-        test_url=http_server.url("test.csv"),
-        train_sha256=sha(train.encode()),
-        test_sha256=sha(test.encode()),
-        train_md5=None,
-        test_md5=None,
-    )
+    build_ag_news(out_dir=tmp_path / "o3", **files)  # cached raw files: no new download
     assert len(http_server.requests) == n
     assert meta["labels"] == list(AG_NEWS_LABELS)
     assert meta["skipped"] == {"malformed_row": 1, "invalid_label": 1}
