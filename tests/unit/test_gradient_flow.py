@@ -38,13 +38,13 @@ def _reference_dh(task, batch):
         mask = torch.arange(steps)[None, :] < lengths[:, None]
         inputs, finals = x, []
         for layer in stack.layers:
-            w_ih, w_hh, b_ih, b_hh = layer.weights(0)
+            w_ih, w_hh, b_ih, b_hh = layer.step_weights(0)
             h = torch.zeros(batch_size, layer.hidden_size)
             state = (h, torch.zeros_like(h)) if layer.cell == "lstm" else (h,)
             hs, outs = [], []
             for t in range(steps):
                 gx = inputs[:, t] @ w_ih.T + b_ih
-                gh = state[0] @ w_hh.T + b_hh
+                gh = (state[0] @ w_hh.T if w_hh.dim() == 2 else state[0] * w_hh) + b_hh
                 new = cell_step(layer.cell, layer.acts, gx, gh, state)
                 keep = mask[:, t, None]
                 state = tuple(torch.where(keep, n, s) for n, s in zip(new, state))
@@ -74,7 +74,14 @@ def _reference_dh(task, batch):
 
 @pytest.mark.parametrize(
     "cell,activation",
-    [("rnn", "tanh"), ("lstm", "tanh"), ("gru", "tanh"), ("rnn", "relu"), ("gru", "gelu")],
+    [
+        ("rnn", "tanh"),
+        ("lstm", "tanh"),
+        ("gru", "tanh"),
+        ("rnn", "relu"),
+        ("gru", "gelu"),
+        ("indrnn", "relu"),
+    ],
 )
 def test_probe_profile_equals_hand_unrolled_gradient(cell, activation, tmp_path):
     task = _task(cell, activation)
@@ -90,6 +97,20 @@ def test_probe_profile_equals_hand_unrolled_gradient(cell, activation, tmp_path)
     # The probe leaves the model as it found it: no parameter gradients, same mode.
     assert all(p.grad is None for p in task.parameters())
     assert task.training
+
+
+@pytest.mark.parametrize("variant", [{"peephole": True}, {"layer_norm": True}, {"proj_size": 3}])
+def test_variant_layers_are_not_replayed_as_plain_cells(variant, tmp_path):
+    # The replay runs the plain cell's equations: a peephole / layer-norm / projected
+    # LSTM replayed that way would report another network's gradients (and loss).
+    task = _task("lstm", "tanh", **variant)
+    batch = _batch()
+    with torch.no_grad():
+        expected = float(task.loss_and_outputs(batch)[0])
+    record = GradientFlow(dirpath=tmp_path).measure(task, batch)
+    assert record["layers"] == {}
+    assert record["loss"] == pytest.approx(expected, rel=1e-6)
+    assert len(record["input"]["dx_norm"]) == 9 and max(record["input"]["dx_norm"]) > 0
 
 
 def test_saturation_and_dead_units():

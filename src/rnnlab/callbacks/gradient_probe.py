@@ -10,8 +10,9 @@ step ``t``, of the per-sequence L2 norm::
 PyTorch's fused kernels do not expose ``h_t`` inside the recurrence, so for the probe
 every unidirectional recurrent layer runs as a step-by-step replay (same weights, same
 cell equations, :func:`rnnlab.nn.cells.cell_step`) and the gradient is taken at each
-step's state. Bidirectional layers and the gated-feedback stack (whose layers step
-inside one loop) are not replayed; every model also gets ``input.dx_norm``, the same
+step's state (IndRNN's recurrent term is elementwise). Bidirectional layers, layers
+with a cell variant or projection (``replayable``) and the gated-feedback stack (whose
+layers step inside one loop) are not replayed; every model also gets ``input.dx_norm``, the same
 profile of ``∂L/∂x_t`` at the stack input.
 
 With ``dtype=torch.float64`` the probe runs on a float64 copy of the network (and of
@@ -66,6 +67,18 @@ def profile(grad: torch.Tensor | None, valid: torch.Tensor) -> list[float]:
     return [float(v) for v in (norms.sum(dim=0) / counts)]
 
 
+def recurrent_term(h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """``U h_{t-1} + b_hh``: a matrix product, or IndRNN's elementwise ``u ⊙ h_{t-1}``."""
+    return F.linear(h, w_hh, b_hh) if w_hh.dim() == 2 else h * w_hh + b_hh
+
+
+def replayable(layer: RecurrentLayer) -> bool:
+    """The replay runs :func:`cell_step`: exact for unidirectional plain cells (Elman,
+    LSTM, GRU, IndRNN), not for cell variants (peepholes, layer norm, Greff variants,
+    projection, zoneout's eval expectation), whose layers keep their own forward."""
+    return not layer.bidirectional and layer.variant.is_plain and not layer.proj_size
+
+
 def make_replay(
     module: RecurrentLayer,
     name: str,
@@ -87,7 +100,7 @@ def make_replay(
         batch, steps = x.shape[:2]
         n = steps if limit is None else min(steps, limit)
         valid = valid_mask(lengths, steps, batch, x.device)  # (B, T)
-        w_ih, w_hh, b_ih, b_hh = module.weights(0)
+        w_ih, w_hh, b_ih, b_hh = module.step_weights(0)  # IndRNN: u bounded, (H,)
         initial = state
         if state is None:
             state = initial_state(module.cell, batch, module.hidden_size, x)
@@ -102,7 +115,9 @@ def make_replay(
         outs = []
         for t in range(n):
             h_prev.append(state[0].detach())
-            new = cell_step(module.cell, module.acts, gx[t], F.linear(state[0], w_hh, b_hh), state)
+            new = cell_step(
+                module.cell, module.acts, gx[t], recurrent_term(state[0], w_hh, b_hh), state
+            )
             if running[t]:
                 state = new
                 outs.append(state[0])
@@ -154,7 +169,7 @@ def _backward(pl_module, batch, eps: float, limit: int | None):
     pl_module.eval()  # no dropout: the probe measures the network, not the noise
     try:
         for name, layer in layers.items():
-            if layer.bidirectional:
+            if not replayable(layer):
                 continue
             capture.stats[name] = LayerStats(layer, eps)
             # For this one forward pass the layer runs as its step-by-step replay

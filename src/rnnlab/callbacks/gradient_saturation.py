@@ -53,7 +53,7 @@ class LayerStats:
     def update(self, x: torch.Tensor, h_prev: torch.Tensor, valid: torch.Tensor) -> None:
         """Count over steps: ``x`` (T, B, I) inputs, ``h_prev`` (T, B, H) the state each
         step starts from, ``valid`` (T, B) which steps are real (not padding)."""
-        w_ih, w_hh, b_ih, b_hh = self.layer.weights(0)
+        w_ih, w_hh, b_ih, b_hh = self.layer.step_weights(0)  # IndRNN: u bounded, (H,)
         size = self.layer.hidden_size
         block = max(1, self.BLOCK_ELEMENTS // max(1, x.shape[1] * w_ih.shape[0]))
         saturated = gate_saturated = torch.zeros((), dtype=torch.long)
@@ -69,9 +69,9 @@ class LayerStats:
             xs, hs = x[start : start + block], h_prev[start : start + block]
             mask = valid[start : start + block].unsqueeze(-1)  # (t, B, 1)
             gx = torch.matmul(xs, w_ih.T) + b_ih
-            gh = torch.matmul(hs, w_hh.T) + b_hh
+            gh = (torch.matmul(hs, w_hh.T) if w_hh.dim() == 2 else hs * w_hh) + b_hh
             gates: list[torch.Tensor] = []
-            if cell == "rnn":
+            if cell in ("rnn", "indrnn"):
                 cand = self.phi(gx + gh)
             elif cell == "lstm":
                 i, f, g, o = (gx + gh).split(size, dim=-1)
