@@ -10,93 +10,40 @@ broadcast copy). Inside, one
 matmul per step does the recurrence, and the backward (an ``autograd.Function``, not
 a per-step graph) finishes with dW_hh = dGates^T H_prev as ONE matmul.
 
-Backends, chosen per call (both are production paths; the test oracles live in the
-tests and in ``_FeedbackDirection._autograd_oracle``):
+Backends, chosen per call by backend.py (``RNNLAB_KERNEL=auto|cpp|triton|python``; all
+are production paths, the test oracles live in the tests and in
+``_FeedbackDirection._autograd_oracle``):
 - ``cpp``: recurrence.cpp compiled once (build.py) — CPU, float32/float64;
-- ``python``: torch_ops.py, the same algorithm in torch ops — any device (CUDA) or dtype.
-``RNNLAB_KERNEL=python`` forces the torch-ops backend, ``=cpp`` makes a failed build an
-error; by default (``auto``) a failed build prints a one-line notice and falls back.
-The gated-feedback connection's kernel (gated_feedback.py) has the same two backends:
-gated_feedback.cpp and gated_feedback_torch_ops.py.
+- ``triton``: triton_recurrence.py — CUDA (or CPU under ``TRITON_INTERPRET=1``), float32,
+  bfloat16, float16: one kernel per step (product + gate math), CUDA-graph replayed;
+- ``python``: torch_ops.py, the same algorithm in torch ops — any device or dtype.
+The gated-feedback connection's kernel (gated_feedback.py) has the same backends.
 """
 
 from __future__ import annotations
-
-import os
-import sys
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from rnnlab.nn.activations import KERNEL_CODES  # noqa: F401 (re-exported)
 from rnnlab.nn.kernels import torch_ops
-
-# Cell codes of the C++ kernels (enum Cell in nn/kernels/common.h).
-CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2, "indrnn": 3}
-BACKENDS = ("auto", "cpp", "python")
-_state: dict[str, object] = {}
-
-
-def requested_backend() -> str:
-    mode = os.environ.get("RNNLAB_KERNEL", "auto").lower()
-    if mode not in BACKENDS:
-        raise ValueError(f"RNNLAB_KERNEL={mode!r} is not valid; valid: {', '.join(BACKENDS)}")
-    return mode
+from rnnlab.nn.kernels.backend import (  # noqa: F401 (re-exported)
+    BACKENDS,
+    CELL_CODES,
+    backend_for,
+    cpp_available,
+    describe_backend,
+    requested_backend,
+    reset_backend,
+)
+from rnnlab.nn.kernels.gated_feedback import GatedFeedback, feedback_recurrence  # noqa: F401
 
 
-def cpp_available() -> bool:
-    """Build/load the C++ kernel once per process; False (with a notice) if it cannot be."""
-    if "cpp" not in _state:
-        mode = requested_backend()
-        if mode == "python":
-            _state["cpp"] = False
-        else:
-            from rnnlab.nn.kernels.build import load_extension
+def _triton():
+    """The Triton backend module, imported on first use (Triton reads TRITON_INTERPRET then)."""
+    from rnnlab.nn.kernels import triton_recurrence
 
-            try:
-                load_extension()
-                _state["cpp"] = True
-            except Exception as err:  # no compiler, no headers, ...: fall back, say so once
-                if mode == "cpp":
-                    raise
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
-                print(
-                    f"rnnlab: C++ recurrent kernel unavailable ({first}); "
-                    "using the slower portable kernel",
-                    file=sys.stderr,
-                )
-                _state["cpp"] = False
-    return bool(_state["cpp"])
-
-
-def _cpp_eligible(x: torch.Tensor) -> bool:
-    """The C++ kernel may run ``x``: not forced off, a CPU tensor, float32 or float64."""
-    if requested_backend() == "python" or x.device.type != "cpu":
-        return False
-    return x.dtype in (torch.float32, torch.float64)
-
-
-def backend_for(x: torch.Tensor) -> str:
-    """The backend that will run a layer on tensor ``x`` (``cpp`` or ``python``)."""
-    return "cpp" if _cpp_eligible(x) and cpp_available() else "python"
-
-
-def describe_backend(x: torch.Tensor) -> str:
-    """The backend ``backend_for(x)`` picks, for a repr: never builds the C++ kernel.
-
-    Before the first call has tried the build, ``auto`` on a CPU float32/float64 tensor
-    reads ``cpp (python if the build fails)``.
-    """
-    if not _cpp_eligible(x):
-        return "python"
-    if "cpp" in _state:
-        return "cpp" if _state["cpp"] else "python"
-    return "cpp" if requested_backend() == "cpp" else "cpp (python if the build fails)"
-
-
-def reset_backend() -> None:
-    """Forget the cached backend decision (tests flip ``RNNLAB_KERNEL``)."""
-    _state.clear()
+    return triton_recurrence
 
 
 class Recurrence(torch.autograd.Function):
@@ -113,6 +60,11 @@ class Recurrence(torch.autograd.Function):
                 gx.contiguous(), w_hh, b_ih, b_hh, h0, c_in, lengths, CELL_CODES[cell], *codes,
                 save,
             )  # fmt: skip
+        elif backend == "triton":
+            c_in = c0 if lstm else gx.new_empty(0)
+            out, h, c, pre, c_all, hn_all = _triton().forward(
+                cell, acts, gx, w_hh, b_ih, b_hh, h0, c_in, lengths, save
+            )
         else:
             out, h, c, pre, c_all, hn_all = torch_ops.forward(
                 cell, acts, gx + b_ih, w_hh, b_hh, h0, c0 if lstm else None, lengths, save
@@ -121,6 +73,7 @@ class Recurrence(torch.autograd.Function):
             c_saved = c0 if lstm else gx.new_empty(0)
             ctx.save_for_backward(w_hh, h0, c_saved, out, pre, c_all, hn_all, lengths)
         ctx.cell, ctx.acts, ctx.backend = cell, acts, backend
+        ctx.gx_dtype, ctx.b_dtypes = gx.dtype, (b_ih.dtype, b_hh.dtype)
         if not lstm:
             ctx.mark_non_differentiable(c)
         return out, h, c
@@ -137,6 +90,12 @@ class Recurrence(torch.autograd.Function):
                 grad_out, grad_h, g_c, w_hh, h0, c0, out, pre, c_all, hn_all, lengths,
                 CELL_CODES[cell], *codes,
             )  # fmt: skip
+        elif ctx.backend == "triton":
+            dgx, dw, db_ih, db, dh0, dc0 = _triton().backward(
+                cell, acts, grad_out, grad_h, grad_c if lstm else None, w_hh, h0,
+                c0 if lstm else None, out, pre, c_all, hn_all, lengths, ctx.gx_dtype,
+            )  # fmt: skip
+            db_ih, db = db_ih.to(ctx.b_dtypes[0]), db.to(ctx.b_dtypes[1])
         else:
             dgx, dw, db, dh0, dc0 = torch_ops.backward(
                 cell, acts, grad_out, grad_h, grad_c if lstm else None, w_hh, h0,
@@ -172,7 +131,3 @@ def recurrence(
         b_ih = b_hh.new_zeros(b_hh.shape)
     out, h, c = Recurrence.apply(gx, w_hh, b_ih, b_hh, h0, c0, lengths, cell, acts, backend)
     return out, ((h, c) if cell == "lstm" else (h,))
-
-
-# The gated-feedback stack's kernel (imported last: it uses backend_for above).
-from rnnlab.nn.kernels.gated_feedback import GatedFeedback, feedback_recurrence  # noqa: E402, F401

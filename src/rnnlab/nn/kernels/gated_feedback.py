@@ -27,8 +27,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from rnnlab.nn.activations import KERNEL_CODES
-from rnnlab.nn.kernels import CELL_CODES, backend_for
 from rnnlab.nn.kernels import gated_feedback_torch_ops as torch_ops
+from rnnlab.nn.kernels.backend import CELL_CODES, backend_for
 
 layout = torch_ops.layout
 

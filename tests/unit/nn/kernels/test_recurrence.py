@@ -161,8 +161,8 @@ def test_failed_build_falls_back_with_one_line_notice(monkeypatch, capsys):
 
 
 def test_unknown_backend_name_is_refused(monkeypatch):
-    monkeypatch.setenv("RNNLAB_KERNEL", "triton")
-    with pytest.raises(ValueError, match="RNNLAB_KERNEL='triton'.*auto, cpp, python"):
+    monkeypatch.setenv("RNNLAB_KERNEL", "cudnn")
+    with pytest.raises(ValueError, match="RNNLAB_KERNEL='cudnn'.*auto, cpp, triton, python"):
         kernels.requested_backend()
 
 

@@ -1,0 +1,69 @@
+"""Run a call's T step launches, captured once per shape in a CUDA graph on CUDA.
+
+``run_steps(key, launch, inputs, outputs, results)``: ``launch(ts)`` issues every step
+kernel of one call reading and writing only the tensors in ``ts`` (and may add result
+entries to it). On CPU (Triton's interpreter), or with ``RNNLAB_CUDA_GRAPHS=0``, or
+inside someone else's capture, it simply runs. On CUDA the first call of a ``key``
+(cell, activations, shape, dtypes) warms the kernels up (compiles them), captures the
+launches into a ``torch.cuda.CUDAGraph`` over static copies of ``inputs`` / ``outputs``
+and keeps it; every call copies its inputs in, replays, and returns clones of the
+outputs (the static buffers are reused by the next call). At most ``MAX_GRAPHS`` shapes
+are kept (least recently used dropped): length-bucketed batches vary T.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+
+MAX_GRAPHS = 16
+_graphs: OrderedDict[tuple, tuple] = OrderedDict()
+
+
+def graphs_enabled(device: torch.device) -> bool:
+    if device.type != "cuda" or os.environ.get("RNNLAB_CUDA_GRAPHS", "1") == "0":
+        return False
+    return not torch.cuda.is_current_stream_capturing()
+
+
+def _capture(launch, inputs, outputs):
+    static = {k: v.clone() for k, v in inputs.items()}
+    static.update({k: torch.empty_like(v) for k, v in outputs.items()})
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        launch(dict(static))  # warm-up: compiles every kernel variant outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        launch(static)
+    return graph, static
+
+
+def run_steps(
+    key: tuple,
+    launch: Callable[[dict[str, torch.Tensor]], None],
+    inputs: dict[str, torch.Tensor],
+    outputs: dict[str, torch.Tensor],
+    results: tuple[str, ...],
+) -> dict[str, torch.Tensor]:
+    """-> outputs and ``results`` after the launches (see the module doc)."""
+    device = next(iter(inputs.values())).device
+    if not graphs_enabled(device):
+        ts = {**inputs, **outputs}
+        launch(ts)
+        return ts
+    full_key = (*key, device.index, tuple(v.shape for v in inputs.values()))
+    if full_key not in _graphs:
+        _graphs[full_key] = _capture(launch, inputs, outputs)
+        while len(_graphs) > MAX_GRAPHS:
+            _graphs.popitem(last=False)
+    _graphs.move_to_end(full_key)
+    graph, static = _graphs[full_key]
+    for k, v in inputs.items():
+        static[k].copy_(v)
+    graph.replay()
+    return {k: static[k].clone() for k in (*outputs, *results)}
