@@ -275,6 +275,7 @@ def test_tiny_gradients_do_not_underflow_to_zero(tmp_path):
         ("lstm", "model.forget_bias=1.0", "gated cells"),
         ("gru", "already gated (gru)", "gated cells (model/cell"),
         ("rnn", "gated cells (model/cell=lstm or gru)", "already gated"),
+        ("indrnn", "model.init=identity", "gated cells"),
     ],
 )
 def test_vanishing_warning_gives_advice_that_fits_the_cell(cell, expected, not_expected, caplog):

@@ -314,6 +314,12 @@ def vanishing_advice(cell: str | None, probe: dict[str, Any]) -> str:
             f"the cell is already gated ({cell}): try {bias}, residual/highway connections "
             f"(model/connection=residual), {shorter}, or gradient clipping with a higher lr"
         )
+    if cell == "indrnn":
+        return (
+            "IndRNN carries a gradient over t steps as u^t: start the recurrent weights at 1 "
+            "(model.init=identity) with relu, keep |u| bounded (model.indrnn_max_weight), "
+            f"use residual connections (model/connection=residual) or {shorter}"
+        )
     return (
         "gated cells (model/cell=lstm or gru), residual/highway connections "
         "or orthogonal/identity init (model.init) help"
