@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from rnnlab.errors import DataError
@@ -63,3 +64,18 @@ class BadInput:
         if self.skipped:
             total = sum(self.skipped.values())
             log.warning("%s: skipped %d bad item(s): %s", self.where, total, self.counts)
+
+
+@dataclass(frozen=True)
+class OnBadInput:
+    """The ``on_bad_input`` option of every builder that reads user files: ``skip`` or
+    ``error`` (:data:`BAD_INPUT_MODES`); :meth:`policy` is the :class:`BadInput` it sets."""
+
+    on_bad_input: str = "skip"
+
+    def validate(self, where: str) -> None:
+        check_mode(self.on_bad_input, where)
+
+    def policy(self, where: str, skipped: Counter | None = None) -> BadInput:
+        """A :class:`BadInput` in this mode; ``where`` starts its summary line."""
+        return BadInput(self.on_bad_input, where, skipped)

@@ -16,15 +16,16 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rnnlab.data.archives import extract_once
-from rnnlab.data.bad_input import BadInput, location
+from rnnlab.data.bad_input import BadInput, OnBadInput, location
 from rnnlab.data.download import fetch
 from rnnlab.data.format import Split
-from rnnlab.data.splits import check_fractions
-from rnnlab.data.text.encode import EncodeOptions, assemble, carve, normalise_text
+from rnnlab.data.options import takes
+from rnnlab.data.text.encode import EncodeOptions, Upstream, assemble, normalise_text
 from rnnlab.data.text.records import csv_rows, undecodable
 from rnnlab.errors import DataError
 
@@ -91,49 +92,54 @@ def _find_one(root: Path, filename: str, where: str) -> Path:
     return hits[0]
 
 
-def _fetch_files(
-    raw: Path,
-    urls: dict[str, str],
-    sha256: dict[str, str | None],
-    md5: dict[str, str | None],
-    archive: tuple[str | None, str | None],
-    retries: int,
-) -> tuple[dict[str, Path], dict[str, Any]]:
-    """The train/test CSVs (downloaded, or unpacked from the archive) and their source."""
-    archive_url, archive_sha256 = archive
-    if archive_url:
-        dest = raw / Path(archive_url.split("?")[0]).name
-        target = extract_once(
-            fetch(archive_url, archive_sha256, dest, retries=retries), raw / "extracted"
-        )
-        paths = {s: _find_one(target, f"{s}.csv", "ag_news") for s in ("train", "test")}
-        return paths, {"archive_url": archive_url, "archive_sha256": archive_sha256}
-    paths = {
-        s: fetch(urls[s], sha256[s], raw / f"{s}.csv", md5=md5[s], retries=retries)
-        for s in ("train", "test")
-    }
-    return paths, {"urls": urls, "sha256": sha256, "md5": md5}
+@dataclass(frozen=True)
+class AgNewsFiles:
+    """Where the two CSVs come from: ``train_url``/``test_url``, pinned by
+    ``*_sha256`` or else by the published ``*_md5``; or, with ``archive_url``, an
+    ``ag_news_csv`` .tgz/.zip holding both (pinned by ``archive_sha256``)."""
+
+    train_url: str = AG_NEWS_URLS["train"]
+    test_url: str = AG_NEWS_URLS["test"]
+    train_sha256: str | None = None
+    test_sha256: str | None = None
+    train_md5: str | None = AG_NEWS_MD5["train"]
+    test_md5: str | None = AG_NEWS_MD5["test"]
+    archive_url: str | None = None
+    archive_sha256: str | None = None
+
+    def download(self, raw: Path, retries: int) -> tuple[dict[str, Path], dict[str, Any]]:
+        """The train/test CSVs (downloaded, or unpacked from the archive) and their source."""
+        if self.archive_url:
+            dest = raw / Path(self.archive_url.split("?")[0]).name
+            archive = fetch(self.archive_url, self.archive_sha256, dest, retries=retries)
+            target = extract_once(archive, raw / "extracted")
+            paths = {s: _find_one(target, f"{s}.csv", "ag_news") for s in ("train", "test")}
+            return paths, {"archive_url": self.archive_url, "archive_sha256": self.archive_sha256}
+        urls = {"train": self.train_url, "test": self.test_url}
+        sha256 = {"train": self.train_sha256, "test": self.test_sha256}
+        md5 = {"train": self.train_md5, "test": self.test_md5}
+        paths = {
+            s: fetch(urls[s], sha256[s], raw / f"{s}.csv", md5=md5[s], retries=retries)
+            for s in ("train", "test")
+        }
+        return paths, {"urls": urls, "sha256": sha256, "md5": md5}
 
 
+@takes(
+    "ag_news",
+    encode=EncodeOptions(vocab_size=30000, min_frequency=2, max_length=128),
+    files=AgNewsFiles(),
+    upstream=Upstream(val_fraction=0.05),
+    bad=OnBadInput(),
+)
 def build_ag_news(
     out_dir: str | Path,
     raw_dir: str | Path = "data/raw",
-    train_url: str = AG_NEWS_URLS["train"],
-    test_url: str = AG_NEWS_URLS["test"],
-    train_sha256: str | None = None,
-    test_sha256: str | None = None,
-    train_md5: str | None = AG_NEWS_MD5["train"],
-    test_md5: str | None = AG_NEWS_MD5["test"],
-    archive_url: str | None = None,
-    archive_sha256: str | None = None,
-    val_fraction: float = 0.05,
-    on_bad_input: str = "skip",
-    tokenizer: str = "word",
-    vocab_size: int | None = 30000,
-    min_frequency: int = 2,
-    lowercase: bool = True,
-    max_length: int | None = 128,
-    retries: int = 3,
+    *,
+    files: AgNewsFiles,
+    encode: EncodeOptions,
+    upstream: Upstream,
+    bad: OnBadInput,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
     """AG News topic classification (4 classes), downloaded into ``<raw_dir>/ag_news/``.
 
@@ -143,25 +149,13 @@ def build_ag_news(
     train by text hash; bad rows follow ``on_bad_input``.
     """
     name = "ag_news"
-    check_fractions(val_fraction, 0.0, name)
     skipped: Counter = Counter()
-    bad = BadInput(on_bad_input, name, skipped)
-    paths, source = _fetch_files(
-        Path(raw_dir) / "ag_news",
-        {"train": train_url, "test": test_url},
-        {"train": train_sha256, "test": test_sha256},
-        {"train": train_md5, "test": test_md5},
-        (archive_url, archive_sha256),
-        retries,
-    )
-    train = read_ag_news_csv(paths["train"], bad)
-    test = read_ag_news_csv(paths["test"], bad)
-    bad.log_summary()
-    carved = carve(train, val_fraction)
+    policy = bad.policy(name, skipped)
+    paths, source = files.download(Path(raw_dir) / "ag_news", upstream.retries)
+    train = read_ag_news_csv(paths["train"], policy)
+    test = read_ag_news_csv(paths["test"], policy)
+    policy.log_summary()
     source["files"] = {s: str(p) for s, p in paths.items()}
-    source["split"] = f"upstream train/test; val = sha256(text) < {val_fraction} of train"
-    examples = {"train": carved["train"], "val": carved["val"], "test": test}
-    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
-    return assemble(
-        name, out_dir, examples, AG_NEWS_LABELS, options, skipped=skipped, source=source
-    )
+    source["split"] = upstream.rule
+    examples = upstream.examples(train, test)
+    return assemble(name, out_dir, examples, AG_NEWS_LABELS, encode, skipped=skipped, source=source)

@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rnnlab.data.format import Split
-from rnnlab.data.splits import check_fractions
+from rnnlab.data.options import Fractions, dataset_builder
 from rnnlab.data.text.encode import (
     EncodeOptions,
     as_list,
@@ -112,85 +112,149 @@ class _Classes:
     """What one chatterbot dataset reads: each label's YAML files, and its class limits.
 
     ``min_key`` names the minimum in messages (``min_per_language``/``min_per_class``);
-    ``where`` and ``hint`` start and end the "too few classes" error.
+    ``where`` and ``hint`` start and end the "too few classes" error; ``source`` and
+    ``source_tail`` go before and after the per-class counts in ``meta["source"]``.
     """
 
+    name: str
     files: dict[str, list[Path]]
     min_key: str
     minimum: int
     maximum: int | None
     where: str
     hint: str
+    source: dict[str, Any]
+    source_tail: dict[str, Any] = field(default_factory=dict)
 
 
-def _build_classes(
-    name: str,
-    out_dir: str | Path,
-    classes: _Classes,
-    options: EncodeOptions,
-    fractions: tuple[float, float],
-    corpus_dir: str | Path | None,
-    source: dict[str, Any],
-    source_tail: dict[str, Any] | None = None,
-) -> tuple[dict[str, Split], dict[str, Any]]:
-    """The one chatterbot builder: read, dedupe, limit, hash-split and assemble ``classes``.
+@dataclass(frozen=True)
+class Languages:
+    """``text_langid``'s classes: the language directories ``<corpus>/<language>/``.
 
-    ``meta["source"]`` is the corpus and its dir, ``source``, the utterances read and
-    kept per class, then ``source_tail``.
+    Languages below ``min_per_language`` distinct utterances are dropped (counted),
+    larger ones capped at ``max_per_language``.
     """
+
+    languages: str | Sequence[str] = DEFAULT_LANGID_LANGUAGES
+    min_per_language: int = 100
+    max_per_language: int | None = None
+
+    def select(self, root: Path, split: Fractions) -> _Classes:
+        name = "text_langid"
+        wanted = as_list(self.languages)
+        available = _subdirs(root)
+        unknown = [lang for lang in wanted if lang not in available]
+        if not wanted or unknown:
+            raise DataError(
+                f"{name}: languages {unknown or wanted!r} not found in {root}; valid: "
+                f"{', '.join(available)}"
+            )
+        if len(set(wanted)) < 2:
+            raise DataError(f"{name}: languages={wanted}; need at least two distinct languages")
+        files = {lang: sorted((root / lang).glob("*.yml")) for lang in sorted(set(wanted))}
+        val, test = split.val_fraction, split.test_fraction
+        return _Classes(
+            name,
+            files,
+            "min_per_language",
+            int(self.min_per_language),
+            self.max_per_language,
+            name,
+            "lower min_per_language or add languages",
+            {"files": {lang: [p.name for p in paths] for lang, paths in files.items()}},
+            {"split": f"sha256(text) {1 - val - test:.2f}/{val:.2f}/{test:.2f}"},
+        )
+
+
+@dataclass(frozen=True)
+class Topics:
+    """``text_topics``'s classes: each file ``<corpus>/<language>/<category>.yml``.
+
+    Categories below ``min_per_class`` distinct utterances are dropped (counted), larger
+    ones capped at ``max_per_class``.
+    """
+
+    language: str = "english"
+    min_per_class: int = 40
+    max_per_class: int | None = None
+
+    def select(self, root: Path, split: Fractions) -> _Classes:
+        lang_dir = root / self.language
+        if not lang_dir.is_dir():
+            valid = _subdirs(root)
+            raise DataError(f"{lang_dir}: language {self.language!r} not found; valid: {valid}")
+        files = {path.stem: [path] for path in sorted(lang_dir.glob("*.yml"))}
+        minimum, maximum = int(self.min_per_class), self.max_per_class
+        return _Classes(
+            "text_topics",
+            files,
+            "min_per_class",
+            minimum,
+            maximum,
+            str(lang_dir),
+            "lower min_per_class",
+            {"language": self.language},
+        )
+
+
+def _build_chatterbot(
+    out_dir: str | Path,
+    raw_dir: str | Path | None = None,
+    corpus_dir: str | Path | None = None,
+    *,
+    classes: Languages | Topics,
+    encode: EncodeOptions,
+    split: Fractions,
+) -> tuple[dict[str, Split], dict[str, Any]]:
+    """The one chatterbot builder: read, dedupe, limit, hash-split and assemble the
+    ``classes`` of the corpus at ``corpus_dir`` (None: the installed package's).
+
+    ``meta["source"]`` is the corpus and its dir, the classes' source, the utterances
+    read and kept per class, then the classes' source tail. ``raw_dir`` is unused (the
+    corpus ships with the package).
+    """
+    chosen = classes.select(_corpus_dir(corpus_dir), split)
+    name, minimum, min_key = chosen.name, chosen.minimum, chosen.min_key
     skipped: Counter = Counter()
     items: list[tuple[str, str]] = []
     read: dict[str, int] = {}
-    for label, paths in classes.files.items():
+    for label, paths in chosen.files.items():
         texts = [t for p in paths for t in read_conversations(p, skipped)]
         read[label] = len(texts)
         items.extend((t, label) for t in texts)
-    minimum, min_key = classes.minimum, classes.min_key
-    kept, dropped = limit_classes(dedupe(items, skipped), minimum, classes.maximum, skipped)
+    kept, dropped = limit_classes(dedupe(items, skipped), minimum, chosen.maximum, skipped)
     if dropped:
         log.warning("%s: dropped classes below %s=%s: %s", name, min_key, minimum, dropped)
     labels = sorted({label for _, label in kept})
     if len(labels) < 2:
         raise DataError(
-            f"{classes.where}: only {labels} have >= {min_key}={minimum} distinct utterances "
-            f"(dropped {dropped}); {classes.hint}"
+            f"{chosen.where}: only {labels} have >= {min_key}={minimum} distinct utterances "
+            f"(dropped {dropped}); {chosen.hint}"
         )
     per_class = Counter(label for _, label in kept)
     source = {
         "corpus": "chatterbot_corpus",
         "corpus_dir": str(corpus_dir) if corpus_dir else PACKAGED_CORPUS,
-        **source,
+        **chosen.source,
         "utterances_read": read,
         "utterances_kept": {k: per_class[k] for k in labels},
-        **(source_tail or {}),
+        **chosen.source_tail,
     }
     return assemble(
         name,
         out_dir,
-        split_by_hash(kept, labels, *fractions),
+        split_by_hash(kept, labels, split.val_fraction, split.test_fraction),
         labels,
-        options,
+        encode,
         skipped=skipped,
         source=source,
         extra={"dropped_classes": dropped},
     )
 
 
-def build_text_langid(
-    out_dir: str | Path,
-    raw_dir: str | Path | None = None,
-    languages: str | Sequence[str] = DEFAULT_LANGID_LANGUAGES,
-    min_per_language: int = 100,
-    max_per_language: int | None = None,
-    tokenizer: str = "char",
-    vocab_size: int | None = None,
-    min_frequency: int = 1,
-    lowercase: bool = False,
-    max_length: int | None = 256,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    corpus_dir: str | Path | None = None,
-) -> tuple[dict[str, Split], dict[str, Any]]:
+build_text_langid = dataset_builder(
+    "text_langid",
+    _build_chatterbot,
     """Language identification of real, human-written chatterbot utterances.
 
     Why this shape: short utterances in related Latin-script languages are a small,
@@ -198,70 +262,24 @@ def build_text_langid(
     Utterances are deduplicated (one text under two languages is ambiguous and dropped),
     languages below ``min_per_language`` distinct utterances are dropped (counted), and
     the 80/10/10 split is a hash of the text, so no utterance is in two splits.
-    ``raw_dir`` is unused (the corpus ships with the package); ``corpus_dir`` overrides
-    the corpus location (``<corpus_dir>/<language>/*.yml``).
-    """
-    name = "text_langid"
-    check_fractions(val_fraction, test_fraction, name)
-    root = _corpus_dir(corpus_dir)
-    wanted = as_list(languages)
-    available = _subdirs(root)
-    unknown = [lang for lang in wanted if lang not in available]
-    if not wanted or unknown:
-        raise DataError(
-            f"{name}: languages {unknown or wanted!r} not found in {root}; valid: "
-            f"{', '.join(available)}"
-        )
-    if len(set(wanted)) < 2:
-        raise DataError(f"{name}: languages={wanted}; need at least two distinct languages")
-    files = {lang: sorted((root / lang).glob("*.yml")) for lang in sorted(set(wanted))}
-    hint = "lower min_per_language or add languages"
-    classes = _Classes(
-        files, "min_per_language", int(min_per_language), max_per_language, name, hint
-    )
-    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
-    train = 1 - val_fraction - test_fraction
-    split = f"sha256(text) {train:.2f}/{val_fraction:.2f}/{test_fraction:.2f}"
-    listing = {"files": {lang: [p.name for p in paths] for lang, paths in files.items()}}
-    fractions = (val_fraction, test_fraction)
-    return _build_classes(
-        name, out_dir, classes, options, fractions, corpus_dir, listing, {"split": split}
-    )
+    ``corpus_dir`` overrides the corpus location (``<corpus_dir>/<language>/*.yml``).
+    """,
+    classes=Languages(),
+    encode=EncodeOptions(tokenizer="char", lowercase=False),
+    split=Fractions(),
+)
 
-
-def build_text_topics(
-    out_dir: str | Path,
-    raw_dir: str | Path | None = None,
-    language: str = "english",
-    min_per_class: int = 40,
-    max_per_class: int | None = None,
-    tokenizer: str = "word",
-    vocab_size: int | None = None,
-    min_frequency: int = 1,
-    lowercase: bool = True,
-    max_length: int | None = 64,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    corpus_dir: str | Path | None = None,
-) -> tuple[dict[str, Split], dict[str, Any]]:
+build_text_topics = dataset_builder(
+    "text_topics",
+    _build_chatterbot,
     """Topic classification: each chatterbot file of ``language`` is one category.
 
     Classes with fewer than ``min_per_class`` distinct utterances are dropped (counted);
     the classes stay imbalanced, so meta carries ``balance`` and ``class_weights``
     (inverse train frequency, mean 1) for a weighted loss. An utterance found in two
     categories is ambiguous and dropped; the split is a hash of the text.
-    """
-    name = "text_topics"
-    check_fractions(val_fraction, test_fraction, name)
-    lang_dir = _corpus_dir(corpus_dir) / language
-    if not lang_dir.is_dir():
-        valid = _subdirs(lang_dir.parent)
-        raise DataError(f"{lang_dir}: language {language!r} not found; valid: {valid}")
-    files = {path.stem: [path] for path in sorted(lang_dir.glob("*.yml"))}
-    where, hint = str(lang_dir), "lower min_per_class"
-    classes = _Classes(files, "min_per_class", int(min_per_class), max_per_class, where, hint)
-    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
-    source = {"language": language}
-    return _build_classes(
-        name, out_dir, classes, options, (val_fraction, test_fraction), corpus_dir, source
-    )
+    """,
+    classes=Topics(),
+    encode=EncodeOptions(max_length=64),
+    split=Fractions(),
+)

@@ -35,7 +35,7 @@ import torch
 from tokenizers import Tokenizer
 
 from rnnlab.data.format import Split
-from rnnlab.data.splits import SPLITS, hash_split, hash_unit
+from rnnlab.data.splits import SPLITS, check_fractions, hash_split, hash_unit
 from rnnlab.data.text.tokenizer import PAD_ID, TOKENIZER_FILE, UNK_ID, train_tokenizer
 from rnnlab.errors import DataError
 from rnnlab.io import atomic_write_bytes
@@ -160,21 +160,50 @@ def carve(
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """The options of a corpus downloaded with its own train/test split (AG News, IMDB):
+    ``val_fraction`` of train is carved off as val by text hash (:func:`carve`), and a
+    download is tried ``retries`` times (:func:`rnnlab.data.download.fetch`)."""
+
+    val_fraction: float = 0.1
+    retries: int = 3
+
+    def validate(self, where: str) -> None:
+        check_fractions(self.val_fraction, 0.0, where)
+
+    def examples(self, train: list[tuple[str, int]], test: list[tuple[str, int]]) -> Examples:
+        """The upstream test split, and val carved from the upstream train split."""
+        carved = carve(train, self.val_fraction)
+        return {"train": carved["train"], "val": carved["val"], "test": test}
+
+    @property
+    def rule(self) -> str:
+        """``meta["source"]["split"]``."""
+        return f"upstream train/test; val = sha256(text) < {self.val_fraction} of train"
+
+
+@dataclass(frozen=True)
 class EncodeOptions:
     """How a text builder turns texts into token ids: its tokenizer settings and cut.
 
-    Every text builder takes these five as keyword parameters (Hydra passes config keys
-    as keyword arguments) and hands them to :func:`assemble` as one value.
+    Every text builder takes these five keys as one option group
+    (:func:`rnnlab.data.options.takes`; the instance given there holds the builder's
+    defaults) and hands them to :func:`assemble` as one value.
     ``tokenizer``: a :data:`~rnnlab.data.text.tokenizer.TOKENIZER_KINDS` name;
-    ``vocab_size``: its cap (None: the kind's default); ``min_frequency``: rarer tokens become ``<unk>``; ``max_length``:
-    longer sequences are cut (counted in ``meta["truncated"]``), None keeps them whole.
+    ``vocab_size``: its cap (None: the kind's default); ``min_frequency``: rarer tokens
+    become ``<unk>``; ``max_length``: longer sequences are cut (counted in
+    ``meta["truncated"]``), None keeps them whole.
     """
 
-    tokenizer: str
-    vocab_size: int | None
-    min_frequency: int
-    lowercase: bool
-    max_length: int | None
+    tokenizer: str = "word"
+    vocab_size: int | None = None
+    min_frequency: int = 1
+    lowercase: bool = True
+    max_length: int | None = 256
+
+    def validate(self, where: str) -> None:
+        if self.max_length is not None and int(self.max_length) < 1:
+            raise DataError(f"{where}: max_length={self.max_length}; must be >= 1 or null")
 
     def train(self, texts: Iterable[str]) -> Tokenizer:
         """The tokenizer these options describe, trained on ``texts``."""
@@ -230,9 +259,7 @@ def _encode_split(
     return Split(inputs=inputs, targets=targets), stats
 
 
-def _check_examples(
-    name: str, examples: Examples, max_length: int | None, skipped: Counter
-) -> None:
+def _check_examples(name: str, examples: Examples, skipped: Counter) -> None:
     for s in SPLITS:
         if not examples.get(s):
             raise DataError(
@@ -240,8 +267,6 @@ def _check_examples(
                 f"{ {k: len(v) for k, v in examples.items()} }, skipped: {dict(skipped)}); "
                 f"provide more data or change the split fractions"
             )
-    if max_length is not None and int(max_length) < 1:
-        raise DataError(f"{name}: max_length={max_length}; must be >= 1 or null")
 
 
 def assemble(
@@ -256,7 +281,7 @@ def assemble(
     extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
     """Train the tokenizer on train texts, save it, encode every split, build the meta."""
-    _check_examples(name, examples, options.max_length, skipped)
+    _check_examples(name, examples, skipped)
     tok = options.train(t for t, _ in examples["train"])
     atomic_write_bytes(Path(out_dir) / TOKENIZER_FILE, tok.to_str(pretty=False).encode("utf-8"))
     splits: dict[str, Split] = {}

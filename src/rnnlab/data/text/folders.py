@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rnnlab.data.bad_input import BadInput, location
+from rnnlab.data.bad_input import BadInput, OnBadInput, location
 from rnnlab.data.format import Split
-from rnnlab.data.splits import check_fractions
+from rnnlab.data.options import Fractions, takes
 from rnnlab.data.text.encode import EncodeOptions, assemble, normalise_text, split_by_hash
 from rnnlab.errors import DataError
 
@@ -43,27 +43,22 @@ def read_text_folders(root: Path, bad: BadInput) -> list[tuple[str, str]]:
     return out
 
 
+@takes("text_folders", encode=EncodeOptions(vocab_size=20000), split=Fractions(), bad=OnBadInput())
 def build_text_folders(
     out_dir: str | Path,
     root: str | Path,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    on_bad_input: str = "skip",
-    tokenizer: str = "word",
-    vocab_size: int | None = 20000,
-    min_frequency: int = 1,
-    lowercase: bool = True,
-    max_length: int | None = 256,
+    *,
+    encode: EncodeOptions,
+    split: Fractions,
+    bad: OnBadInput,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
     """Classify documents by the folder they sit in; see the module docstring."""
     name = "text_folders"
-    check_fractions(val_fraction, test_fraction, name)
     skipped: Counter = Counter()
-    bad = BadInput(on_bad_input, name, skipped)
-    items = read_text_folders(Path(root), bad)
-    bad.log_summary()
+    policy = bad.policy(name, skipped)
+    items = read_text_folders(Path(root), policy)
+    policy.log_summary()
     labels = sorted({label for _, label in items})
-    examples = split_by_hash(items, labels, val_fraction, test_fraction)
-    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
+    examples = split_by_hash(items, labels, split.val_fraction, split.test_fraction)
     source = {"root": str(root), "split": "sha256(text)"}
-    return assemble(name, out_dir, examples, labels, options, skipped=skipped, source=source)
+    return assemble(name, out_dir, examples, labels, encode, skipped=skipped, source=source)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from rnnlab.data.archives import extract_once
-from rnnlab.data.bad_input import BadInput, location
+from rnnlab.data.bad_input import BadInput, OnBadInput, location
 from rnnlab.data.download import fetch
 from rnnlab.data.format import Split
-from rnnlab.data.splits import check_fractions
-from rnnlab.data.text.encode import EncodeOptions, assemble, carve, normalise_text
+from rnnlab.data.options import takes
+from rnnlab.data.text.encode import EncodeOptions, Upstream, assemble, normalise_text
 from rnnlab.errors import DataError
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -72,19 +72,21 @@ def _find_acl_imdb(archive: Path, extracted: Path) -> Path:
     return candidates[0]
 
 
+@takes(
+    "imdb",
+    encode=EncodeOptions(vocab_size=30000, min_frequency=2, max_length=400),
+    upstream=Upstream(),
+    bad=OnBadInput(),
+)
 def build_imdb(
     out_dir: str | Path,
     raw_dir: str | Path = "data/raw",
     url: str = IMDB_URL,
     sha256: str | None = IMDB_SHA256,
-    val_fraction: float = 0.1,
-    on_bad_input: str = "skip",
-    tokenizer: str = "word",
-    vocab_size: int | None = 30000,
-    min_frequency: int = 2,
-    lowercase: bool = True,
-    max_length: int | None = 400,
-    retries: int = 3,
+    *,
+    encode: EncodeOptions,
+    upstream: Upstream,
+    bad: OnBadInput,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
     """IMDB movie-review sentiment (neg/pos), downloaded into ``<raw_dir>/imdb/``.
 
@@ -93,21 +95,15 @@ def build_imdb(
     bad reviews (invalid UTF-8, empty) follow ``on_bad_input``.
     """
     name = "imdb"
-    check_fractions(val_fraction, 0.0, name)
     raw = Path(raw_dir) / "imdb"
     skipped: Counter = Counter()
-    bad = BadInput(on_bad_input, name, skipped)
-    archive = fetch(url, sha256, raw / Path(url.split("?")[0]).name, retries=retries)
+    policy = bad.policy(name, skipped)
+    dest = raw / Path(url.split("?")[0]).name
+    archive = fetch(url, sha256, dest, retries=upstream.retries)
     base = _find_acl_imdb(archive, extract_once(archive, raw / "extracted", labelled_reviews))
-    carved = carve(read_imdb_dir(base / "train", bad), val_fraction)
-    test = read_imdb_dir(base / "test", bad)
-    bad.log_summary()
-    examples = {"train": carved["train"], "val": carved["val"], "test": test}
-    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
-    source = {
-        "url": url,
-        "sha256": sha256,
-        "dir": str(base),
-        "split": f"upstream train/test; val = sha256(text) < {val_fraction} of train",
-    }
-    return assemble(name, out_dir, examples, IMDB_LABELS, options, skipped=skipped, source=source)
+    train = read_imdb_dir(base / "train", policy)
+    test = read_imdb_dir(base / "test", policy)
+    policy.log_summary()
+    source = {"url": url, "sha256": sha256, "dir": str(base), "split": upstream.rule}
+    examples = upstream.examples(train, test)
+    return assemble(name, out_dir, examples, IMDB_LABELS, encode, skipped=skipped, source=source)

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnlab.data.bad_input import BadInput, location
+from rnnlab.data.bad_input import BadInput, OnBadInput, location
 from rnnlab.data.format import Split
-from rnnlab.data.splits import SPLITS, check_fractions, hash_split
+from rnnlab.data.options import Fractions, takes
+from rnnlab.data.splits import SPLITS, hash_split
 from rnnlab.data.text.encode import EncodeOptions, Examples, as_list, assemble, carve, label_key
 from rnnlab.data.text.records import read_records
 from rnnlab.errors import DataError
@@ -117,6 +118,7 @@ def _index_labels(
     return labels, examples
 
 
+@takes("csv", encode=EncodeOptions(), split=Fractions(), bad=OnBadInput())
 def build_csv(
     out_dir: str | Path,
     raw_dir: str | Path | None = None,
@@ -128,14 +130,10 @@ def build_csv(
     label_column: str = "label",
     split_column: str | None = None,
     delimiter: str | None = None,
-    on_bad_input: str = "skip",
-    tokenizer: str = "word",
-    vocab_size: int | None = None,
-    min_frequency: int = 1,
-    lowercase: bool = True,
-    max_length: int | None = 256,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
+    *,
+    encode: EncodeOptions,
+    split: Fractions,
+    bad: OnBadInput,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
     """Bring your own labelled text: CSV/TSV (with a header) or JSONL.
 
@@ -149,10 +147,9 @@ def build_csv(
     data config has the same shape).
     """
     name = "csv"
-    check_fractions(val_fraction, test_fraction, name)
     skipped: Counter = Counter()
-    bad = BadInput(on_bad_input, name, skipped)
-    columns, fractions = (text_column, label_column), (val_fraction, test_fraction)
+    policy = bad.policy(name, skipped)
+    columns, fractions = (text_column, label_column), (split.val_fraction, split.test_fraction)
     if train_path is not None:
         if path is not None or split_column is not None:
             raise DataError(
@@ -160,23 +157,24 @@ def build_csv(
                 f"(+ optional split_column), not both (path={path!r}, train_path={train_path!r})"
             )
         given = {"train": train_path, "val": val_path, "test": test_path}
-        raw, files, rule = _read_split_files(name, given, columns, delimiter, bad, fractions)
+        raw, files, rule = _read_split_files(name, given, columns, delimiter, policy, fractions)
     else:
-        raw, files, rule = _read_paths(name, path, columns, split_column, delimiter, bad, fractions)
-    labels, examples = _index_labels(name, raw, files, bad)
-    bad.log_summary()
+        raw, files, rule = _read_paths(
+            name, path, columns, split_column, delimiter, policy, fractions
+        )
+    labels, examples = _index_labels(name, raw, files, policy)
+    policy.log_summary()
     train_texts = {t for t, _ in examples["train"]}
     overlap = {s: sum(1 for t, _ in examples[s] if t in train_texts) for s in ("val", "test")}
     if any(overlap.values()):
         log.warning("%s: texts also present in train: %s", name, overlap)
-    options = EncodeOptions(tokenizer, vocab_size, min_frequency, lowercase, max_length)
     source = {"files": files, "text_column": text_column, "label_column": label_column}
     return assemble(
         name,
         out_dir,
         examples,
         labels,
-        options,
+        encode,
         skipped=skipped,
         source={**source, "split": rule},
         extra={"overlap_with_train": overlap},
