@@ -24,7 +24,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.auto_prepare import prepare_for_run
@@ -78,7 +78,9 @@ def build_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
     """The Trainer with the configured callbacks and loggers (and atomic checkpoint saves).
 
     Without a logger (``logger=none``, or W&B with ``mode=disabled``) the learning-rate
-    monitor has nothing to log to (Lightning refuses it), so it is left out.
+    monitor has nothing to log to (Lightning refuses it), so it is left out; with
+    ``trainer.enable_progress_bar=false`` so is the progress-bar callback (the epoch log
+    prints one line per epoch instead).
     """
     quiet_lightning_tips()
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
@@ -87,6 +89,8 @@ def build_trainer(cfg: DictConfig) -> tuple[L.Trainer, list]:
     if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
         log.info("no logger: the learning-rate monitor (callbacks.lr_monitor) is left out")
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    if cfg.trainer.get("enable_progress_bar") is False:  # Lightning refuses a bar callback then
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     check_targets(cfg.trainer, "trainer")
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]

@@ -105,6 +105,18 @@ def test_trainer_ddp_runs(tmp_path):
     assert (tmp_path / "train_ddp_process_1.log").is_file()  # the second rank really ran
 
 
+def test_progress_bar_off_trains_and_logs_each_epoch(tmp_path):
+    # Lightning refuses enable_progress_bar=false next to a progress-bar callback; the
+    # run drops the callback and prints one line per epoch instead.
+    run_cli(
+        "rnnlab.train", *TINY, "trainer.max_epochs=2", "logger=none",
+        "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert read_metrics(tmp_path)["status"] == "completed"
+    log = (tmp_path / "train.log").read_text()
+    assert "epoch 0/2:" in log and "epoch 1/2:" in log, log[-2000:]
+
+
 def test_groups_cover_what_the_readme_documents():
     assert options("logger") == ["csv", "none", "wandb"]
     assert options("callbacks") == ["default", "none"]
