@@ -30,6 +30,7 @@ from rnnlab.nn.kernels import torch_ops
 from rnnlab.nn.kernels.backend import (  # noqa: F401 (re-exported)
     BACKENDS,
     CELL_CODES,
+    _state,
     backend_for,
     cpp_available,
     describe_backend,

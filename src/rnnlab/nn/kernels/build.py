@@ -1,9 +1,10 @@
 """Build (once) and load the C++ recurrent kernels, safely under concurrency.
 
 All ``SOURCES`` (the single-layer recurrence and the gated-feedback stack) compile into
-one extension, at first use, into a cache directory keyed by every source's text,
-the torch version and the CPU, so a source edit or a torch upgrade rebuilds it and
-every later process just loads the shared object. Two processes building at once
+one extension and the cell-variant kernel (``VARIANT_SOURCES``) into a second, each at
+first use, into a cache directory keyed by every source's text, the torch version and
+the CPU, so a source edit or a torch upgrade rebuilds it and every later process just
+loads the shared object. Two processes building at once
 (pytest-xdist workers, DDP ranks) serialise on an ``fcntl`` lock that the OS releases
 if a builder dies (so a killed build never wedges later runs); the second process
 then finds the finished build and only loads it.
@@ -23,6 +24,9 @@ import torch
 _HERE = Path(__file__).parent
 SOURCES = [_HERE / "recurrence.cpp", _HERE / "gated_feedback.cpp"]
 SOURCE = SOURCES[0]  # the single-layer kernel (kept for callers that named it)
+# The cell-variant kernel (variant_recurrence.py) is a second extension, built on its
+# first use only: a layer without variants never compiles it.
+VARIANT_SOURCES = [_HERE / "variant_recurrence.cpp"]
 HEADERS = [_HERE / "common.h"]  # included by both sources: part of the cache key
 # 512-bit vectors where the CPU has them: the inline exp/tanh/erf run ~25% faster than
 # at gcc's default 256-bit preference (ignored on CPUs without AVX-512).
@@ -49,16 +53,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnnlab" / "kernels"
 
 
-def build_name() -> str:
-    sources = [f"{src.name}\n{src.read_text()}" for src in SOURCES + HEADERS]
+def build_name(sources: list[Path] | None = None, prefix: str = "rnnlab_rec_") -> str:
+    sources = [f"{src.name}\n{src.read_text()}" for src in (sources or SOURCES) + HEADERS]
     key = "|".join(
         [*sources, torch.__version__, " ".join(CFLAGS), _cpu_model(), platform.machine()]
     )
-    return "rnnlab_rec_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    return prefix + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def load_extension() -> None:
-    """Compile if needed and load; registers ``torch.ops.rnnlab_kernels``. Raises on failure."""
+def load_extension(sources: list[Path] | None = None, prefix: str = "rnnlab_rec_") -> None:
+    """Compile if needed and load; registers ``torch.ops.rnnlab_kernels`` (``SOURCES``, the
+    default) or ``torch.ops.rnnlab_variant_kernels`` (``VARIANT_SOURCES``, prefix
+    ``rnnlab_var_``). Raises on failure."""
+    sources = sources or SOURCES
     # Importing cpp_extension on a CUDA build without a GPU logs a warning: not our news.
     ext_log = logging.getLogger("torch.utils.cpp_extension")
     level = ext_log.level
@@ -68,7 +75,7 @@ def load_extension() -> None:
     finally:
         ext_log.setLevel(level)
 
-    name = build_name()
+    name = build_name(sources, prefix)
     build_dir = cache_root() / name
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / "rnnlab.lock", "w") as lock:
@@ -76,7 +83,7 @@ def load_extension() -> None:
         try:
             cpp_extension.load(
                 name=name,
-                sources=[str(src) for src in SOURCES],
+                sources=[str(src) for src in sources],
                 extra_cflags=CFLAGS,
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(build_dir),

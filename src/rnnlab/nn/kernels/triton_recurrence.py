@@ -20,14 +20,16 @@ replayed (triton_graphs.py, ``RNNLAB_CUDA_GRAPHS=0`` turns that off).
 from __future__ import annotations
 
 import torch
+import triton.language as tl
 
 from rnnlab.nn.activations import KERNEL_CODES
 from rnnlab.nn.cells import NUM_GATES
 from rnnlab.nn.kernels import triton_recurrence_kernels as K
-from rnnlab.nn.kernels.backend import CELL_CODES
+from rnnlab.nn.kernels.backend import CELL_CODES, triton_interpret
 from rnnlab.nn.kernels.triton_graphs import run_steps
 
 F32 = torch.float32
+TL_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 
 
 def blocks(batch: int, hidden: int) -> tuple[int, int]:
@@ -42,6 +44,14 @@ def precision(dtype: torch.dtype) -> str:
     if dtype == F32 and not torch.backends.cuda.matmul.allow_tf32:
         return "ieee"
     return "tf32"
+
+
+def operands(w_hh: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, object]:
+    """W_hh as the products read it, and the operand dtype (see the kernels' doc)."""
+    w = w_hh.to(dtype)
+    if triton_interpret() and dtype != F32:
+        w = w.to(F32)  # the interpreter's tl.dot mishandles bf16: same math in float32
+    return w.contiguous(), TL_DTYPES[dtype]
 
 
 def _codes(acts) -> tuple[int, int, int]:
@@ -59,7 +69,7 @@ def forward(cell, acts, gx, w_hh, b_ih, b_hh, h0, c0, lengths, save):
     batch, steps, gh = gx.shape
     hidden = gh // NUM_GATES[cell]
     gx = gx.contiguous()
-    w = w_hh.to(gx.dtype).contiguous()
+    w, oper = operands(w_hh, gx.dtype)
     lstm, gru = cell == "lstm", cell == "gru"
     h = _pair(h0)
     c = _pair(c0) if lstm else [h[1], h[1]]
@@ -74,7 +84,7 @@ def forward(cell, acts, gx, w_hh, b_ih, b_hh, h0, c0, lengths, save):
     b_i, b_h = b_ih.to(F32).contiguous(), b_hh.to(F32).contiguous()
     consts = dict(
         G=NUM_GATES[cell], CELL=CELL_CODES[cell], ACT=act, ACT_C=act_c, GATE=gate, SAVE=save,
-        BB=bb, BH=bh, PREC=precision(gx.dtype),
+        BB=bb, BH=bh, PREC=precision(gx.dtype), OPER=oper,
     )  # fmt: skip
     tensors = {"gx": gx, "w": w, "bi": b_i, "bh": b_h, "h0": h[0], "c0": c[0], "len": lengths}
     outputs = {"out": out, "pre": pre, "c_all": c_all, "hn_all": hn_all, "h1": h[1], "c1": c[1]}
@@ -103,7 +113,7 @@ def backward(cell, acts, grad_out, grad_h, grad_c, w_hh, h0, c0, out, pre, c_all
     batch, steps, hidden = out.shape
     gates = NUM_GATES[cell] * hidden
     lstm, gru = cell == "lstm", cell == "gru"
-    w = w_hh.to(out.dtype).contiguous()
+    w, oper = operands(w_hh, out.dtype)
     dh = _pair(grad_h)
     dc = _pair(grad_c) if lstm else [dh[1], dh[1]]
     dgh = out.new_empty(batch, steps, gates, dtype=F32)
@@ -113,7 +123,7 @@ def backward(cell, acts, grad_out, grad_h, grad_c, w_hh, h0, c0, out, pre, c_all
     act, act_c, gate = _codes(acts)
     consts = dict(
         G=NUM_GATES[cell], CELL=CELL_CODES[cell], ACT=act, ACT_C=act_c, GATE=gate, BB=bb, BH=bh,
-        PREC=precision(out.dtype),
+        PREC=precision(out.dtype), OPER=oper,
     )  # fmt: skip
     h0_, c0_ = h0.to(F32).contiguous(), (c0.to(F32).contiguous() if lstm else dh[1])
     tensors = {

@@ -15,6 +15,9 @@ IndRNN (``CELL == 3``) replaces the products by u * h (forward) and dg * u (back
 Cell codes are ``CELL_CODES`` (rnn 0, lstm 1, gru 2, indrnn 3); activations are
 ``KERNEL_CODES``; the state buffers are float32 and ping-pong between steps.
 Padded steps (t >= length) output zeros and keep the state, as in torch_ops.py.
+``OPER`` is the product operand dtype (the input's): operands are rounded to it; the
+host passes W_hh in it on GPU, and in float32 under the interpreter (whose tl.dot
+mishandles bfloat16), so both paths compute bf16 x bf16 products in float32.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def fwd_step(
     gx_ptr, bih_ptr, bhh_ptr, w_ptr, hin_ptr, cin_ptr, hout_ptr, cout_ptr,
     out_ptr, pre_ptr, call_ptr, hn_ptr, len_ptr, t, B, T, H,
     G: tl.constexpr, CELL: tl.constexpr, ACT: tl.constexpr, ACT_C: tl.constexpr, GATE: tl.constexpr,
-    SAVE: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+    SAVE: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, OPER: tl.constexpr,
 ):  # fmt: skip
     rb = tl.program_id(0) * BB + tl.arange(0, BB)
     rj = tl.program_id(1) * BH + tl.arange(0, BH)
@@ -58,7 +61,7 @@ def fwd_step(
             hmask = mb[:, None] & mk[None, :]
             hk = tl.load(hin_ptr + rb[:, None] * H + rk[None, :], mask=hmask, other=0.0)
             w0 = _wt(w_ptr, 0, rk, rj, mk, mj, H)
-            hk = hk.to(w0.dtype)
+            hk = hk.to(OPER).to(w0.dtype)
             acc0 = tl.dot(hk, w0, acc0, input_precision=PREC)
             if G > 1:
                 acc1 = tl.dot(hk, _wt(w_ptr, 1, rk, rj, mk, mj, H), acc1, input_precision=PREC)
@@ -180,7 +183,7 @@ def bwd_step(
     go_ptr, dhin_ptr, dcin_ptr, dhout_ptr, dcout_ptr, w_ptr, pre_ptr, call_ptr, c0_ptr,
     out_ptr, h0_ptr, hn_ptr, len_ptr, dgh_ptr, dgx_ptr, t, B, T, H,
     G: tl.constexpr, CELL: tl.constexpr, ACT: tl.constexpr, ACT_C: tl.constexpr, GATE: tl.constexpr,
-    BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, OPER: tl.constexpr,
 ):  # fmt: skip
     rb = tl.program_id(0) * BB + tl.arange(0, BB)
     rj = tl.program_id(1) * BH + tl.arange(0, BH)
@@ -216,13 +219,13 @@ def bwd_step(
                 len_ptr, rb, rk, mb, mk, t, B, T, H, G, CELL, ACT, ACT_C, GATE,
             )  # fmt: skip
             w0 = _w(w_ptr, 0, rk, rj, mk, mj, H)
-            acc = tl.dot(e0.to(w0.dtype), w0, acc, input_precision=PREC)
+            acc = tl.dot(e0.to(OPER).to(w0.dtype), w0, acc, input_precision=PREC)
             if G > 1:
                 w1 = _w(w_ptr, 1, rk, rj, mk, mj, H)
-                acc = tl.dot(e1.to(w0.dtype), w1, acc, input_precision=PREC)
+                acc = tl.dot(e1.to(OPER).to(w0.dtype), w1, acc, input_precision=PREC)
                 w2 = _w(w_ptr, 2, rk, rj, mk, mj, H)
-                acc = tl.dot(e2.to(w0.dtype), w2, acc, input_precision=PREC)
+                acc = tl.dot(e2.to(OPER).to(w0.dtype), w2, acc, input_precision=PREC)
             if G > 3:
                 w3 = _w(w_ptr, 3, rk, rj, mk, mj, H)
-                acc = tl.dot(e3.to(w0.dtype), w3, acc, input_precision=PREC)
+                acc = tl.dot(e3.to(OPER).to(w0.dtype), w3, acc, input_precision=PREC)
     tl.store(dhout_ptr + own, acc, mask=m2)

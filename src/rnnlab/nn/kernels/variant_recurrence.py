@@ -1,0 +1,178 @@
+"""The cell variants on the C++ kernel: variant_recurrence.cpp and its autograd Function.
+
+``variant_kernel_direction`` runs one direction of a layer with a non-plain ``Variant``
+(Greff variants, peepholes, recurrent dropout, zoneout) and/or an LSTM projection, with
+the same arguments and results as ``variant_cells.variant_direction`` (the per-step
+autograd loop, which stays the reference and the fallback: layer norm, non-CPU tensors,
+other dtypes, ``RNNLAB_KERNEL=python`` or a failed build). As in nn/kernels/__init__.py,
+``gx = W u`` for all steps is one product outside (autograd gives dW_ih, dX), the loop
+runs in C++ with one product per step (two with a projection), and the backward is
+hand-written, with dW_hh (and dW_hr, the peepholes) as one reduction after the loop.
+
+Masks are drawn here, from torch's global generator, in the order and shapes the loop
+draws them: the recurrent-dropout mask (B, width of h) first, then for each step the
+zoneout keep masks of h and (LSTM) c — drawn as one (T, B·(width of h + H)) uniform
+tensor, which the generator fills with the same numbers as T pairs of per-step draws
+(tests/unit/nn/test_variant_kernel.py checks it) — so under a seed both paths train
+with identical masks. Eval draws nothing; zoneout then uses its expectation.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
+
+from rnnlab.nn.activations import KERNEL_CODES
+from rnnlab.nn.cells import NUM_GATES, CellActivations, State
+from rnnlab.nn.kernels import CELL_CODES, backend_for
+from rnnlab.nn.variants import LSTM_VARIANTS, Variant, VariantParams
+
+_state: dict[str, bool] = {}
+
+
+def variant_cpp_available() -> bool:
+    """Build/load the variant extension once per process; False (with a notice) if not."""
+    if "cpp" not in _state:
+        from rnnlab.nn.kernels.build import VARIANT_SOURCES, load_extension
+
+        try:
+            load_extension(VARIANT_SOURCES, prefix="rnnlab_var_")
+            _state["cpp"] = True
+        except Exception as err:  # no compiler, ...: the variant loop runs instead
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
+            print(
+                f"rnnlab: C++ variant kernel unavailable ({first}); using the variant loop",
+                file=sys.stderr,
+            )
+            _state["cpp"] = False
+    return _state["cpp"]
+
+
+def kernel_carries(variant: Variant) -> bool:
+    """True when variant_recurrence.cpp implements every option of ``variant``."""
+    return not variant.layer_norm
+
+
+def kernel_runs(variant: Variant, x: torch.Tensor) -> bool:
+    """The variant kernel will run a layer with ``variant`` on tensor ``x`` (else the loop)."""
+    return kernel_carries(variant) and backend_for(x) == "cpp" and variant_cpp_available()
+
+
+class VariantRecurrence(torch.autograd.Function):
+    """(gx, W_hh, b_ih, b_hh, h0, c0, peep, W_hr) -> (out, h_T, c_T), hand-written backward.
+
+    ``masks`` = (drop, kh, kc): the recurrent-dropout mask (B, Hh) and zoneout keep masks
+    (T, B, Hh), (T, B, H), each empty when absent; ``spec`` = (cell code, (phi, phi_c,
+    sigma) codes, lstm_variant code, eval zoneout z).
+    """
+
+    @staticmethod
+    def forward(ctx, gx, w_hh, b_ih, b_hh, h0, c0, peep, w_hr, lengths, masks, spec):
+        save = any(ctx.needs_input_grad[:8])
+        cell, codes, variant, z = spec
+        out, h, c, pre, ct_all, cs_all, hn_all = torch.ops.rnnlab_variant_kernels.var_forward(
+            gx.contiguous(), w_hh, b_ih, b_hh, h0, c0, peep, w_hr, *masks, z, lengths, cell,
+            *codes, variant, save,
+        )  # fmt: skip
+        if save:
+            ctx.save_for_backward(
+                w_hh, h0, c0, peep, w_hr, *masks, out, pre, ct_all, cs_all, hn_all, lengths
+            )
+        ctx.spec = spec
+        if cell != CELL_CODES["lstm"]:
+            ctx.mark_non_differentiable(c)
+        return out, h, c
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out, grad_h, grad_c):
+        cell, codes, variant, z = ctx.spec
+        w_hh, h0, c0, peep, w_hr, drop, kh, kc, *saved = ctx.saved_tensors
+        dgx, dw, db_ih, db, dh0, dc0, dw_hr, dpeep = torch.ops.rnnlab_variant_kernels.var_backward(
+            grad_out, grad_h, grad_c, w_hh, h0, c0, peep, w_hr, drop, kh, kc, z, *saved, cell,
+            *codes, variant,
+        )  # fmt: skip
+        lstm = cell == CELL_CODES["lstm"]
+        return (
+            dgx, dw, db_ih, db, dh0, dc0 if lstm else None,
+            dpeep if peep.numel() else None, dw_hr if w_hr.numel() else None,
+            None, None, None,
+        )  # fmt: skip
+
+
+def draw_masks(
+    cell: str, variant: Variant, h0: torch.Tensor, hidden: int, steps: int, training: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(drop, kh, kc) as variant_cells.variant_direction draws them; empty when absent."""
+    empty = h0.new_empty(0)
+    drop, kh, kc = empty, empty, empty
+    if not training:
+        return drop, kh, kc
+    if variant.recurrent_dropout > 0:
+        keep = 1.0 - variant.recurrent_dropout
+        drop = torch.empty_like(h0).bernoulli_(keep).div_(keep)
+    if variant.zoneout > 0:
+        batch, width = h0.shape
+        c_width = hidden if cell == "lstm" else 0
+        u = torch.rand(steps, batch * (width + c_width), dtype=h0.dtype, device=h0.device)
+        keep = (u < variant.zoneout).to(h0.dtype)
+        kh = keep[:, : batch * width].reshape(steps, batch, width)
+        if cell == "lstm":
+            kc = keep[:, batch * width :].reshape(steps, batch, hidden)
+    return drop, kh, kc
+
+
+def variant_kernel_direction(
+    cell: str,
+    acts: CellActivations,
+    variant: Variant,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    weights: tuple[torch.Tensor, ...],
+    extra: VariantParams | None,
+    w_hr: torch.Tensor | None = None,
+    state: State | None = None,
+    training: bool = False,
+) -> tuple[torch.Tensor, State]:
+    """One direction on the variant kernel. x (B, T, I) -> out (B, T, P or H), final state.
+
+    The arguments of ``variant_cells.variant_direction``; ``kernel_runs`` must hold.
+    """
+    w_ih, w_hh, b_ih, b_hh = weights
+    batch, steps = x.shape[:2]
+    hidden = b_hh.shape[0] // NUM_GATES[cell]
+    lstm = cell == "lstm"
+    if state is None:
+        h0 = x.new_zeros(batch, w_hr.shape[0] if w_hr is not None else hidden)
+        state = (h0, x.new_zeros(batch, hidden)) if lstm else (h0,)
+    empty = x.new_empty(0)
+    h0, c0 = state[0], state[1] if lstm else empty
+    masks = draw_masks(cell, variant, h0, hidden, steps, training)
+    z = variant.zoneout if not training else 0.0  # training: the masks carry zoneout
+    peep = extra.peephole if extra is not None and extra.peephole is not None else empty
+    codes = tuple(KERNEL_CODES[a] for a in acts.kernel_names)
+    spec = (CELL_CODES[cell], codes, LSTM_VARIANTS.index(variant.lstm_variant), z)
+    gx = F.linear(x, w_ih)
+    out, h, c = VariantRecurrence.apply(
+        gx, w_hh, b_ih, b_hh, h0, c0, peep, empty if w_hr is None else w_hr,
+        lengths.to("cpu", torch.long), masks, spec,
+    )  # fmt: skip
+    return out, ((h, c) if lstm else (h,))
+
+
+def describe_path(variant: Variant, x: torch.Tensor) -> str:
+    """The path ``kernel_runs`` picks, for a repr: never builds a kernel."""
+    from rnnlab.nn.kernels import describe_backend
+
+    loop = "variant loop (per-step autograd, nn/variant_cells.py)"
+    if not kernel_carries(variant):
+        return loop
+    backend = describe_backend(x)
+    if backend == "python" or _state.get("cpp") is False:
+        return loop
+    if backend == "cpp" and _state.get("cpp"):
+        return "variant kernel, backend=cpp"
+    return "variant kernel, backend=cpp (variant loop if the build fails)"
