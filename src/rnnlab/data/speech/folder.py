@@ -27,12 +27,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnlab.data.bad_input import BadInput, check_mode
+from rnnlab.data.bad_input import BadInput, OnBadInput
 from rnnlab.data.format import Split
+from rnnlab.data.options import Fractions, takes
 from rnnlab.data.speech.assign import assign_splits
 from rnnlab.data.speech.audio import AUDIO_EXTENSIONS, AudioItem, featurize_items, group_splits
-from rnnlab.data.speech.features import FeatureParams, single_thread, speech_meta
+from rnnlab.data.speech.features import single_thread, speech_meta
 from rnnlab.data.speech.manifest import read_manifest
+from rnnlab.data.speech.options import SpeechOptions
 from rnnlab.data.splits import require_nonempty
 from rnnlab.errors import DataError
 
@@ -115,6 +117,7 @@ def speakers_from_names(
 
 # --------------------------------------------------------------------------- builder
 @single_thread()
+@takes("audio_folder", split=Fractions(), speech=SpeechOptions(), bad=OnBadInput())
 def build_audio_folder(
     out_dir: str | Path | None = None,
     raw_dir: str | Path | None = None,
@@ -124,12 +127,10 @@ def build_audio_folder(
     speaker_pattern: str | None = None,
     extensions: Sequence[str] = AUDIO_EXTENSIONS,
     clip_seconds: float | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    on_bad_input: str = "skip",
-    features: dict[str, Any] | None = None,
-    normalize: bool = True,
+    *,
+    split: Fractions,
+    speech: SpeechOptions,
+    bad: OnBadInput,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
     """Bring your own audio: ``<root>/<label>/*.wav`` or a manifest CSV (neither:
     ``<raw_dir>/audio_folder``).
@@ -142,7 +143,6 @@ def build_audio_folder(
     Bad files are skipped and counted in ``meta["skipped"]`` by reason
     (``on_bad_input=skip``) or raise a DataError naming the file (``error``).
     """
-    check_mode(on_bad_input, "audio_folder")
     if root is not None and manifest is not None:
         raise DataError(
             f"audio_folder: give one of root= (<root>/<label>/*.wav) or "
@@ -152,22 +152,21 @@ def build_audio_folder(
     if root is None and manifest is None:
         root = Path(raw_dir or "data/raw") / DEFAULT_FOLDER
     where = str(manifest or root)
-    bad = BadInput(on_bad_input, where)
-    fp = FeatureParams(**(features or {}))
+    policy, fp = bad.policy(where), speech.params
     regex = speaker_regex(speaker_pattern, where) if speaker_pattern else None
     if root is not None:
         items = scan_folder(Path(root), extensions, labels)
     else:
         items = read_manifest(Path(manifest))
     if labels is not None and manifest is not None:
-        items = _listed_labels(items, labels, bad)
+        items = _listed_labels(items, labels, policy)
     label_list = list(labels) if labels is not None else sorted({it.label for it in items})
     # Read first, split after: a speaker whose files are all unreadable must not take a slot.
-    pairs = featurize_items(items, fp, clip_seconds, bad)
+    pairs = featurize_items(items, fp, clip_seconds, policy)
     kept = [it for it, _ in pairs]
     if regex is not None:
-        kept = speakers_from_names(kept, regex, bad)
-    split_info = assign_splits(kept, val_fraction, test_fraction, seed, where)
+        kept = speakers_from_names(kept, regex, policy)
+    split_info = assign_splits(kept, split.val_fraction, split.test_fraction, speech.seed, where)
     speakers = split_info.pop("speakers")
     ids = {id(it) for it in kept}
     splits = group_splits([(it, x) for it, x in pairs if id(it) in ids], label_list)
@@ -176,12 +175,14 @@ def build_audio_folder(
         where,
         "add files or speakers, or change val_fraction/test_fraction",
     )
-    bad.log_summary()
+    policy.log_summary()
     definition = "manifest/speaker_pattern" if speakers else None
     return splits, {
-        **speech_meta("classification", fp, label_list, splits, normalize, speakers, definition),
+        **speech_meta(
+            "classification", fp, label_list, splits, speech.normalize, speakers, definition
+        ),
         **split_info,
-        "skipped": bad.counts,
+        "skipped": policy.counts,
         "source": {
             "root": str(root) if root else None,
             "manifest": str(manifest) if manifest else None,

@@ -21,17 +21,16 @@ train subset (val carved from train by speaker if no dev subset is given); other
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rnnlab.data.archives import extract_once
-from rnnlab.data.bad_input import BadInput, check_mode
+from rnnlab.data.bad_input import BadInput
 from rnnlab.data.download import fetch
-from rnnlab.data.format import Split
 from rnnlab.data.speech.audio import AudioItem
-from rnnlab.data.speech.features import single_thread
 from rnnlab.data.speech.transcript_sources import keep_given_with_train, read_librispeech
-from rnnlab.data.speech.transcripts import SPEAKER_DEFINITIONS, CTCOptions, build_transcribed
+from rnnlab.data.speech.transcripts import SPEAKER_DEFINITIONS, transcribed_builder
 from rnnlab.data.splits import SPLITS, canonical_split
 from rnnlab.errors import DataError
 
@@ -116,51 +115,45 @@ def read_subsets(
     return items if all(s is not None for _, s in plan) else keep_given_with_train(items)
 
 
-@single_thread()
-def build_librispeech(
-    out_dir: str | Path | None = None,
-    raw_dir: str | Path = "data/raw",
-    subsets: Sequence[str] | Mapping[str, Sequence[str]] = ("dev-clean",),
-    base_url: str = BASE_URL,
-    sha256: Mapping[str, str] | None = None,
-    md5: Mapping[str, str] | None = None,
-    extensions: Sequence[str] = (".flac", ".wav"),
-    units: str = "char",
-    vocab_size: int | None = None,
-    normalize_text: dict[str, Any] | None = None,
-    time_reduction: int = 1,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    on_bad_input: str = "skip",
-    features: dict[str, Any] | None = None,
-    normalize: bool = True,
-) -> tuple[dict[str, Split], dict[str, Any]]:
-    """Download the LibriSpeech ``subsets`` and prepare them for CTC (module docstring);
-    the settings from ``units`` on are :class:`~rnnlab.data.speech.transcripts.CTCOptions`."""
-    check_mode(on_bad_input, NAME)
-    plan = subset_plan(subsets)
-    raw = Path(raw_dir) / NAME
-    folders, records = {}, []
-    for subset in dict.fromkeys(n for n, _ in plan):
-        folders[subset], record = download_subset(subset, raw, base_url, sha256, md5)
-        records.append(record)
-    bad = BadInput(on_bad_input, NAME)
-    items = read_subsets(plan, folders, list(extensions), bad)
-    source = {
-        "layout": "librispeech",
-        "subsets": [{**r, "split": dict(plan)[r["subset"]]} for r in records],
-        "speaker_definition": SPEAKER_DEFINITIONS["librispeech"],
-    }
-    options = CTCOptions(
-        units,
-        vocab_size,
-        normalize_text,
-        time_reduction,
-        val_fraction,
-        test_fraction,
-        seed,
-        features,
-        normalize,
-    )
-    return build_transcribed(items, options, where=NAME, bad=bad, out_dir=out_dir, source=source)
+@dataclass(frozen=True)
+class LibriSpeechDownload:
+    """The LibriSpeech ``subsets`` to download from ``base_url`` (a list, or a mapping
+    ``{train: [...], val: [...], test: [...]}``; see the module docstring), ``sha256``
+    and ``md5`` ``{subset: hex}`` overriding :data:`SHA256`; audio files with one of
+    ``extensions``. The source group of :func:`build_librispeech`."""
+
+    subsets: Sequence[str] | Mapping[str, Sequence[str]] = ("dev-clean",)
+    base_url: str = BASE_URL
+    sha256: Mapping[str, str] | None = None
+    md5: Mapping[str, str] | None = None
+    extensions: Sequence[str] = (".flac", ".wav")
+    where: ClassVar[str] = NAME
+
+    def validate(self, where: str) -> None:
+        subset_plan(self.subsets)
+
+    def read(self, raw_dir: str | Path | None, bad: BadInput) -> tuple[list[AudioItem], dict]:
+        """Every utterance of the downloaded subsets, and ``meta["source"]``."""
+        plan = subset_plan(self.subsets)
+        raw = Path(raw_dir or "data/raw") / NAME
+        folders, records = {}, []
+        for subset in dict.fromkeys(n for n, _ in plan):
+            folders[subset], record = download_subset(
+                subset, raw, self.base_url, self.sha256, self.md5
+            )
+            records.append(record)
+        items = read_subsets(plan, folders, list(self.extensions), bad)
+        return items, {
+            "layout": "librispeech",
+            "subsets": [{**r, "split": dict(plan)[r["subset"]]} for r in records],
+            "speaker_definition": SPEAKER_DEFINITIONS["librispeech"],
+        }
+
+
+build_librispeech = transcribed_builder(
+    NAME,
+    LibriSpeechDownload(),
+    """Download the LibriSpeech ``subsets`` and prepare them for CTC (the module
+    docstring; :class:`LibriSpeechDownload`, then
+    :func:`~rnnlab.data.speech.transcripts.build_transcribed`).""",
+)

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from rnnlab.data.archives import extract_once
-from rnnlab.data.bad_input import BadInput
+from rnnlab.data.bad_input import OnBadInput
 from rnnlab.data.download import fetch
 from rnnlab.data.format import Split
+from rnnlab.data.options import takes
 from rnnlab.data.speech.audio import AudioItem, featurize_items, group_splits, read_audio
 from rnnlab.data.speech.features import (
     FeatureExtractor,
@@ -31,6 +32,7 @@ from rnnlab.data.speech.features import (
     speech_meta,
 )
 from rnnlab.data.speech.labels import CORE_WORDS, check_words
+from rnnlab.data.speech.options import SpeechOptions
 from rnnlab.data.splits import SPLITS, require_nonempty
 from rnnlab.errors import DataError
 
@@ -132,6 +134,7 @@ def add_silence(
 
 
 @single_thread()
+@takes("speech_commands", speech=SpeechOptions(), bad=OnBadInput())
 def build_speech_commands(
     out_dir: str | Path | None = None,
     raw_dir: str | Path = "data/raw",
@@ -143,10 +146,9 @@ def build_speech_commands(
     silence_fraction: float = 0.1,
     unknown_fraction: float = 0.1,
     clip_seconds: float = 1.0,
-    seed: int = 0,
-    on_bad_input: str = "skip",
-    features: dict[str, Any] | None = None,
-    normalize: bool = True,
+    *,
+    speech: SpeechOptions,
+    bad: OnBadInput,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
     """Google Speech Commands v2 (Warden 2018), with the archive's official splits.
 
@@ -156,9 +158,8 @@ def build_speech_commands(
     words, ``unknown_fraction`` of each split's size, drawn deterministically) and
     ``_silence_`` (1 s slices of ``_background_noise_``, ``silence_fraction`` of each split).
     """
-    bad = BadInput(on_bad_input, "speech_commands")
     check_words("speech_commands", words)
-    fp = FeatureParams(**(features or {}))
+    policy, fp, seed = bad.policy("speech_commands"), speech.params, speech.seed
     archive, root = download(Path(raw_dir), url, sha256)
     labels = (
         list(words)
@@ -168,7 +169,7 @@ def build_speech_commands(
     items, unknown = official_items(root, words, include_unknown)
     if include_unknown:
         items += draw_unknown(items, unknown, unknown_fraction, seed)
-    pairs = featurize_items(items, fp, clip_seconds, bad)
+    pairs = featurize_items(items, fp, clip_seconds, policy)
     items = [it for it, _ in pairs]
     splits = group_splits(pairs, labels)
     if include_silence:
@@ -176,15 +177,15 @@ def build_speech_commands(
     require_nonempty(
         {k: len(v) for k, v in splits.items()}, str(root), "add words, or include_unknown=true"
     )
-    bad.log_summary()
+    policy.log_summary()
     speakers = {
         k: sorted({it.speaker for it in items if it.split == k and it.speaker}) for k in SPLITS
     }
     definition = "Speech Commands speaker hash (<speaker>_nohash_<n>.wav)"
     return splits, {
-        **speech_meta("classification", fp, labels, splits, normalize, speakers, definition),
+        **speech_meta("classification", fp, labels, splits, speech.normalize, speakers, definition),
         "split_method": "official validation_list.txt/testing_list.txt",
-        "skipped": bad.counts,
+        "skipped": policy.counts,
         "source": {
             "url": url,
             "sha256": sha256,

@@ -22,16 +22,17 @@ The two public builders differ only in what a clip says and how it is labelled:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from rnnlab.data.bad_input import BadInput
 from rnnlab.data.format import Split
+from rnnlab.data.options import Fractions, dataset_builder
 from rnnlab.data.speech.espeak import (
     ENGLISH_VOICES,
     PITCH_RANGE,
@@ -51,6 +52,7 @@ from rnnlab.data.speech.features import (
     speech_meta,
 )
 from rnnlab.data.speech.labels import CORE_WORDS, DIGITS, check_words
+from rnnlab.data.speech.options import SpeechOptions
 from rnnlab.data.speech.render import Render, render
 from rnnlab.data.splits import SPLITS, require_nonempty, split_groups
 from rnnlab.errors import DataError
@@ -71,43 +73,73 @@ class _Clip:
 
 
 # --------------------------------------------------------------------------- voices
-def _speakers(voices: Sequence[str], variants: Sequence[str] | None) -> list[Voice]:
-    if not voices:
-        raise DataError(
-            f"voices=[] is empty; valid: espeak voices such as {', '.join(ENGLISH_VOICES)}"
-        )
-    return [Voice(v, var) for v in voices for var in (variants or [None])]
+@dataclass(frozen=True)
+class SynthVoices:
+    """Who speaks, and how the clips sound: the options both synthetic datasets share.
 
+    A speaker is a voice plus a variant (every pair of ``voices`` x ``variants``);
+    ``rates`` (words per minute) and ``pitches`` (0..99, 50 = the voice's default) are
+    what a clip is spoken with; ``snr_db`` and ``gain_db`` ([low, high]) the noise and
+    level of :mod:`~rnnlab.data.speech.render`. ``val_speakers``/``test_speakers``
+    (given together) override the fractions; ``workers`` espeak-ng processes at a time.
+    """
 
-def _voices_and_splits(
-    name: str,
-    voices: Sequence[str],
-    variants: Sequence[str] | None,
-    rates: Sequence[int],
-    pitches: Sequence[int],
-    snr_db: Sequence[float],
-    gain_db: Sequence[float],
-    split: tuple,
-) -> tuple[list[Voice], dict[str, list[str]]]:
-    """Validate the synthesis settings (a clear error before minutes of work) and assign
-    whole speakers to splits. ``split``: (val_fraction, test_fraction, seed, val_speakers,
-    test_speakers), as :func:`~rnnlab.data.splits.split_groups` takes them."""
-    if not rates or not pitches:
-        raise DataError(
-            f"{name}: rates={list(rates)!r} and pitches={list(pitches)!r} must be non-empty"
-        )
-    for key, bounds in (("snr_db", snr_db), ("gain_db", gain_db)):
-        if len(bounds) != 2 or bounds[0] > bounds[1]:
-            raise DataError(f"{name}: {key}={list(bounds)!r} must be [low, high] with low <= high")
-    speakers = _speakers(voices, variants)
-    for spk in speakers:
-        synthesize("a", spk, rates[0], pitches[0])
-    for r in rates:
-        synthesize("a", speakers[0], r, pitches[0])
-    for p in pitches:
-        synthesize("a", speakers[0], rates[0], p)
-    assignment = split_groups([s.spec for s in speakers], *split, kind="speaker")
-    return speakers, {k: assignment[k] for k in SPLITS}
+    voices: Sequence[str] = ENGLISH_VOICES
+    variants: Sequence[str] | None = DEFAULT_VARIANTS
+    rates: Sequence[int] = (130, 175, 220)
+    pitches: Sequence[int] = (35, 65)
+    snr_db: Sequence[float] = (5.0, 30.0)
+    gain_db: Sequence[float] = (-12.0, 0.0)
+    val_speakers: Sequence[str] | None = None
+    test_speakers: Sequence[str] | None = None
+    workers: int | None = None
+
+    def validate(self, where: str) -> None:
+        if not self.voices:
+            raise DataError(
+                f"{where}: voices=[] is empty; valid: espeak voices such as "
+                f"{', '.join(ENGLISH_VOICES)}"
+            )
+        if not self.rates or not self.pitches:
+            raise DataError(
+                f"{where}: rates={list(self.rates)!r} and pitches={list(self.pitches)!r} "
+                "must be non-empty"
+            )
+        for key, bounds in (("snr_db", self.snr_db), ("gain_db", self.gain_db)):
+            if len(bounds) != 2 or bounds[0] > bounds[1]:
+                raise DataError(
+                    f"{where}: {key}={list(bounds)!r} must be [low, high] with low <= high"
+                )
+
+    def speakers(self) -> list[Voice]:
+        """Every voice+variant, each checked once with espeak-ng (a clear error before
+        minutes of work), as are every rate and pitch."""
+        speakers = [Voice(v, var) for v in self.voices for var in (self.variants or [None])]
+        rate, pitch = self.rates[0], self.pitches[0]
+        for spk in speakers:
+            synthesize("a", spk, rate, pitch)
+        for r in self.rates:
+            synthesize("a", speakers[0], r, pitch)
+        for p in self.pitches:
+            synthesize("a", speakers[0], rate, p)
+        return speakers
+
+    def assign(self, speakers: list[Voice], split: Fractions, seed: int) -> dict[str, list[str]]:
+        """Whole speakers to train/val/test (:func:`~rnnlab.data.splits.split_groups`)."""
+        specs = [s.spec for s in speakers]
+        fractions = (split.val_fraction, split.test_fraction, seed)
+        assignment = split_groups(specs, *fractions, self.val_speakers, self.test_speakers)
+        return {k: assignment[k] for k in SPLITS}
+
+    def source(self) -> dict[str, Any]:
+        """The voice settings for ``meta["source"]``, before the dataset's own."""
+        return {
+            "synthesizer": "espeak-ng (espeakng_loader)",
+            "voices": list(self.voices),
+            "variants": list(self.variants or []),
+            "rates": list(self.rates),
+            "pitches": list(self.pitches),
+        }
 
 
 class _Features:
@@ -143,49 +175,39 @@ class _Features:
 
 
 # --------------------------------------------------------------------------- one builder
-def _build(
-    name: str,
-    task: str,
-    labels: Sequence[str],
-    fp: FeatureParams,
-    how: Render,
+def _build_synth(
+    out_dir: str | Path | None = None,
+    raw_dir: str | Path | None = None,
     *,
-    voice: tuple[Sequence[str], Sequence[str] | None, Sequence[int], Sequence[int]],
-    split: tuple,
-    plan: Callable[[list[Voice]], list[list[_Clip]]],
-    source: dict[str, Any],
-    normalize: bool,
-    workers: int | None,
+    kind: WordClips | DigitStrings,
+    voice: SynthVoices,
+    split: Fractions,
+    speech: SpeechOptions,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
-    """The one synthetic-dataset builder: voices and speaker splits, ``plan(speakers)``
-    (each speaker's clips), synthesis and rendering, features, meta.
-
-    ``voice``: (voices, variants, rates, pitches); ``split``: (val_fraction,
-    test_fraction, seed, val_speakers, test_speakers); ``source``: the dataset's own
-    settings for ``meta["source"]``.
-    """
-    voices, variants, rates, pitches = voice
-    speakers, assignment = _voices_and_splits(
-        name, voices, variants, rates, pitches, how.snr_db, how.gain_db, split
-    )
-    splits, bad = _synthesize_clips(name, speakers, assignment, plan(speakers), how, fp, workers)
+    """The one synthetic-dataset builder (steps 1-4 of the module docstring): speakers
+    and their splits, ``kind``'s clips of each speaker, synthesis and rendering,
+    features, meta. ``out_dir``/``raw_dir`` are accepted for the prepare stage and
+    unused (nothing to cache)."""
+    name, fp = kind.NAME, speech.params
+    how = kind.render(fp, voice)
+    speakers = voice.speakers()
+    assignment = voice.assign(speakers, split, speech.seed)
+    plans = kind.plan(speakers, voice, speech.seed)
+    splits, bad = _synthesize_clips(name, speakers, assignment, plans, how, fp, voice.workers)
     require_nonempty(
         {k: len(v) for k, v in splits.items()}, name, "add voices or variants, or change fractions"
     )
     bad.log_summary()
+    labels, definition = kind.labels, "espeak-ng voice+variant"
     return splits, {
-        **speech_meta(task, fp, labels, splits, normalize, assignment, "espeak-ng voice+variant"),
+        **speech_meta(kind.TASK, fp, labels, splits, speech.normalize, assignment, definition),
         "skipped": bad.counts,
         "source": {
-            "synthesizer": "espeak-ng (espeakng_loader)",
-            "voices": list(voices),
-            "variants": list(variants or []),
-            "rates": list(rates),
-            "pitches": list(pitches),
-            **source,
+            **voice.source(),
+            **kind.source(),
             "snr_db": list(how.snr_db),
             "gain_db": list(how.gain_db),
-            "seed": split[2],
+            "seed": speech.seed,
         },
     }
 
@@ -225,176 +247,151 @@ def _positive_int(name: str, key: str, value: Any) -> None:
 
 
 # --------------------------------------------------------------------------- the datasets
-def _plan_words(
-    speakers: Sequence[Voice],
-    words: Sequence[str],
-    rates: Sequence[int],
-    pitches: Sequence[int],
-    repeats: int,
-    jitter: tuple[int, int],
-    seed: int,
-) -> list[list[_Clip]]:
-    """Every (speaker, word, rate, pitch, repeat), rate/pitch jittered by the clip's own
-    generator ``default_rng([seed, clip index])``."""
-    rate_jitter, pitch_jitter = jitter
-    plans: list[list[_Clip]] = []
-    index = 0
-    for spk in speakers:
-        plans.append([])
-        for (label, word), rate, pitch, _ in itertools.product(
-            enumerate(words), rates, pitches, range(repeats)
-        ):
-            rng = np.random.default_rng([seed, index])
-            index += 1
-            r = int(np.clip(rate + rng.integers(-rate_jitter, rate_jitter + 1), *RATE_RANGE))
-            p = int(np.clip(pitch + rng.integers(-pitch_jitter, pitch_jitter + 1), *PITCH_RANGE))
-            plans[-1].append(_Clip(label, rng, (word, spk.spec, r, p)))
-    return plans
+@dataclass(frozen=True)
+class WordClips:
+    """``speech_commands_synth``: one word per ``clip_seconds`` clip, ``classification``.
+
+    Every (speaker, word, rate, pitch, repeat) is one clip, rate and pitch jittered by
+    up to ``rate_jitter``/``pitch_jitter`` (so repeats differ) by the clip's own
+    generator ``default_rng([seed, clip index])``, placed at a random offset.
+    """
+
+    NAME: ClassVar[str] = "speech_commands_synth"
+    TASK: ClassVar[str] = "classification"
+    words: Sequence[str] = CORE_WORDS
+    repeats: int = 1
+    rate_jitter: int = 10
+    pitch_jitter: int = 5
+    clip_seconds: float = 1.0
+
+    def validate(self, where: str) -> None:
+        check_words(where, self.words)
+        _positive_int(where, "repeats", self.repeats)
+        if not self.clip_seconds > 0:
+            raise DataError(f"{where}: clip_seconds={self.clip_seconds!r} must be > 0")
+
+    @property
+    def labels(self) -> Sequence[str]:
+        return self.words
+
+    def render(self, fp: FeatureParams, voice: SynthVoices) -> Render:
+        return Render(
+            round(self.clip_seconds * fp.sample_rate), (0, 0), voice.snr_db, voice.gain_db
+        )
+
+    def plan(self, speakers: Sequence[Voice], voice: SynthVoices, seed: int) -> list[list[_Clip]]:
+        plans: list[list[_Clip]] = []
+        index = 0
+        for spk in speakers:
+            plans.append([])
+            for (label, word), rate, pitch, _ in itertools.product(
+                enumerate(self.words), voice.rates, voice.pitches, range(self.repeats)
+            ):
+                rng = np.random.default_rng([seed, index])
+                index += 1
+                r = rate + rng.integers(-self.rate_jitter, self.rate_jitter + 1)
+                p = pitch + rng.integers(-self.pitch_jitter, self.pitch_jitter + 1)
+                r, p = int(np.clip(r, *RATE_RANGE)), int(np.clip(p, *PITCH_RANGE))
+                plans[-1].append(_Clip(label, rng, (word, spk.spec, r, p)))
+        return plans
+
+    def source(self) -> dict[str, Any]:
+        """Its settings but the words (the labels) for ``meta["source"]``."""
+        return {k: v for k, v in asdict(self).items() if k != "words"}
 
 
-@single_thread()
-def build_speech_commands_synth(
-    out_dir: str | Path | None = None,
-    raw_dir: str | Path | None = None,
-    words: Sequence[str] = CORE_WORDS,
-    voices: Sequence[str] = ENGLISH_VOICES,
-    variants: Sequence[str] | None = DEFAULT_VARIANTS,
-    rates: Sequence[int] = (130, 175, 220),
-    pitches: Sequence[int] = (35, 65),
-    repeats: int = 1,
-    rate_jitter: int = 10,
-    pitch_jitter: int = 5,
-    clip_seconds: float = 1.0,
-    snr_db: Sequence[float] = (5.0, 30.0),
-    gain_db: Sequence[float] = (-12.0, 0.0),
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    val_speakers: Sequence[str] | None = None,
-    test_speakers: Sequence[str] | None = None,
-    seed: int = 0,
-    features: dict[str, Any] | None = None,
-    normalize: bool = True,
-    workers: int | None = None,
-) -> tuple[dict[str, Split], dict[str, Any]]:
+@dataclass(frozen=True)
+class DigitStrings:
+    """``speech_digits_synth``: connected digits, ``ctc`` over ``zero`` .. ``nine``.
+
+    ``utterances_per_speaker`` random strings of ``min_digits``..``max_digits`` digits
+    per speaker, each from its own generator ``default_rng([seed, speaker index,
+    utterance index])`` (length, digits, rate, pitch), at their natural length plus
+    ``pad_seconds`` ([low, high]) of silence before and after. Targets are label-id
+    lists (the CTC blank is the model's business).
+    """
+
+    NAME: ClassVar[str] = "speech_digits_synth"
+    TASK: ClassVar[str] = "ctc"
+    utterances_per_speaker: int = 30
+    min_digits: int = 3
+    max_digits: int = 7
+    pad_seconds: Sequence[float] = (0.05, 0.3)
+
+    def validate(self, where: str) -> None:
+        if not 1 <= self.min_digits <= self.max_digits:
+            raise DataError(
+                f"{where}: min_digits={self.min_digits!r}, max_digits={self.max_digits!r}: "
+                "need 1 <= min_digits <= max_digits"
+            )
+        _positive_int(where, "utterances_per_speaker", self.utterances_per_speaker)
+        pad = self.pad_seconds
+        if len(pad) != 2 or not 0 <= pad[0] <= pad[1]:
+            raise DataError(
+                f"{where}: pad_seconds={list(pad)!r} must be [low, high], 0 <= low <= high"
+            )
+
+    @property
+    def labels(self) -> Sequence[str]:
+        return DIGITS
+
+    def render(self, fp: FeatureParams, voice: SynthVoices) -> Render:
+        return Render(None, tuple(self.pad_seconds), voice.snr_db, voice.gain_db)
+
+    def plan(self, speakers: Sequence[Voice], voice: SynthVoices, seed: int) -> list[list[_Clip]]:
+        plans: list[list[_Clip]] = []
+        for si, spk in enumerate(speakers):
+            plans.append([])
+            for u in range(self.utterances_per_speaker):
+                rng = np.random.default_rng([seed, si, u])
+                length = int(rng.integers(self.min_digits, self.max_digits + 1))
+                digits = rng.integers(0, 10, length).tolist()
+                rate, pitch = int(rng.choice(voice.rates)), int(rng.choice(voice.pitches))
+                text = " ".join(DIGITS[d] for d in digits)
+                plans[-1].append(_Clip(digits, rng, (text, spk.spec, rate, pitch)))
+        return plans
+
+    def source(self) -> dict[str, Any]:
+        """Its settings for ``meta["source"]``."""
+        return {**asdict(self), "pad_seconds": list(self.pad_seconds)}
+
+
+def _dataset(kind: WordClips | DigitStrings, doc: str, pitches: tuple[int, ...]) -> Any:
+    """``build_<kind.NAME>``: :func:`_build_synth` with ``kind`` and its defaults."""
+    builder = dataset_builder(
+        kind.NAME,
+        _build_synth,
+        doc,
+        kind=kind,
+        voice=SynthVoices(pitches=pitches),
+        split=Fractions(test_fraction=0.2),
+        speech=SpeechOptions(),
+    )
+    return single_thread()(builder)
+
+
+build_speech_commands_synth = _dataset(
+    WordClips(),
     """Keyword spotting on synthesized Speech Commands words, split by synthetic speaker.
 
     Every (speaker, word, rate, pitch, repeat) is one clip: espeak-ng speech (rate/pitch
     jittered a little so repeats differ), placed at a random offset in a ``clip_seconds``
-    window (see the module docstring). Each clip draws from its own ``numpy`` generator
-    seeded with ``(seed, clip index)`` and each voice is synthesized in a fresh espeak-ng
-    process (``workers`` at a time), so the result is identical across runs.
-    ``out_dir``/``raw_dir`` are accepted for the prepare stage and unused (nothing to cache).
-    """
-    name = "speech_commands_synth"
-    fp = FeatureParams(**(features or {}))
-    check_words(name, words)
-    _positive_int(name, "repeats", repeats)
-    if not clip_seconds > 0:
-        raise DataError(f"{name}: clip_seconds={clip_seconds!r} must be > 0")
-    how = Render(round(clip_seconds * fp.sample_rate), (0, 0), snr_db, gain_db)
-    return _build(
-        name,
-        "classification",
-        words,
-        fp,
-        how,
-        voice=(voices, variants, rates, pitches),
-        split=(val_fraction, test_fraction, seed, val_speakers, test_speakers),
-        plan=lambda speakers: _plan_words(
-            speakers, words, rates, pitches, repeats, (rate_jitter, pitch_jitter), seed
-        ),
-        source=dict(
-            repeats=repeats,
-            rate_jitter=rate_jitter,
-            pitch_jitter=pitch_jitter,
-            clip_seconds=clip_seconds,
-        ),
-        normalize=normalize,
-        workers=workers,
-    )
+    window (:class:`WordClips`, the module docstring). Each clip draws from its own
+    ``numpy`` generator seeded with ``(seed, clip index)`` and each voice is synthesized
+    in a fresh espeak-ng process (``workers`` at a time), so the result is identical
+    across runs.
+    """,
+    pitches=(35, 65),
+)
 
-
-def _plan_digits(
-    speakers: Sequence[Voice],
-    rates: Sequence[int],
-    pitches: Sequence[int],
-    utterances: int,
-    digit_range: tuple[int, int],
-    seed: int,
-) -> list[list[_Clip]]:
-    """``utterances`` random digit strings per speaker, each from its own generator
-    ``default_rng([seed, speaker index, utterance index])``: length, digits, rate, pitch."""
-    low, high = digit_range
-    plans: list[list[_Clip]] = []
-    for si, spk in enumerate(speakers):
-        plans.append([])
-        for u in range(utterances):
-            rng = np.random.default_rng([seed, si, u])
-            digits = rng.integers(0, 10, int(rng.integers(low, high + 1))).tolist()
-            rate, pitch = int(rng.choice(rates)), int(rng.choice(pitches))
-            text = " ".join(DIGITS[d] for d in digits)
-            plans[-1].append(_Clip(digits, rng, (text, spk.spec, rate, pitch)))
-    return plans
-
-
-@single_thread()
-def build_speech_digits_synth(
-    out_dir: str | Path | None = None,
-    raw_dir: str | Path | None = None,
-    voices: Sequence[str] = ENGLISH_VOICES,
-    variants: Sequence[str] | None = DEFAULT_VARIANTS,
-    rates: Sequence[int] = (130, 175, 220),
-    pitches: Sequence[int] = (35, 50, 65),
-    utterances_per_speaker: int = 30,
-    min_digits: int = 3,
-    max_digits: int = 7,
-    pad_seconds: Sequence[float] = (0.05, 0.3),
-    snr_db: Sequence[float] = (5.0, 30.0),
-    gain_db: Sequence[float] = (-12.0, 0.0),
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    val_speakers: Sequence[str] | None = None,
-    test_speakers: Sequence[str] | None = None,
-    seed: int = 0,
-    features: dict[str, Any] | None = None,
-    normalize: bool = True,
-    workers: int | None = None,
-) -> tuple[dict[str, Split], dict[str, Any]]:
-    """Connected-digit recognition (CTC): random 3–7 digit strings, split by synthetic speaker.
+build_speech_digits_synth = _dataset(
+    DigitStrings(),
+    """Connected-digit recognition (CTC): random 3-7 digit strings, split by synthetic
+    speaker (:class:`DigitStrings`, the module docstring).
 
     Targets are label-id lists over ``labels = ["zero", ..., "nine"]`` (the CTC blank is
     the model's business). Utterances keep their natural length plus random silence of
     ``pad_seconds`` before and after.
-    """
-    name = "speech_digits_synth"
-    fp = FeatureParams(**(features or {}))
-    if not 1 <= min_digits <= max_digits:
-        raise DataError(
-            f"{name}: min_digits={min_digits!r}, max_digits={max_digits!r}: "
-            "need 1 <= min_digits <= max_digits"
-        )
-    _positive_int(name, "utterances_per_speaker", utterances_per_speaker)
-    if len(pad_seconds) != 2 or not 0 <= pad_seconds[0] <= pad_seconds[1]:
-        raise DataError(
-            f"{name}: pad_seconds={list(pad_seconds)!r} must be [low, high], 0 <= low <= high"
-        )
-    return _build(
-        name,
-        "ctc",
-        DIGITS,
-        fp,
-        Render(None, tuple(pad_seconds), snr_db, gain_db),
-        voice=(voices, variants, rates, pitches),
-        split=(val_fraction, test_fraction, seed, val_speakers, test_speakers),
-        plan=lambda speakers: _plan_digits(
-            speakers, rates, pitches, utterances_per_speaker, (min_digits, max_digits), seed
-        ),
-        source=dict(
-            utterances_per_speaker=utterances_per_speaker,
-            min_digits=min_digits,
-            max_digits=max_digits,
-            pad_seconds=list(pad_seconds),
-        ),
-        normalize=normalize,
-        workers=workers,
-    )
+    """,
+    pitches=(35, 50, 65),
+)

@@ -32,16 +32,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from rnnlab.data.bad_input import BadInput, check_mode
+from rnnlab.data.bad_input import BadInput, OnBadInput
 from rnnlab.data.format import Split
+from rnnlab.data.options import Fractions, dataset_builder
 from rnnlab.data.speech.assign import assign_splits
 from rnnlab.data.speech.audio import AUDIO_EXTENSIONS, AudioItem, featurize_items
-from rnnlab.data.speech.features import FeatureParams, single_thread, speech_meta
+from rnnlab.data.speech.features import single_thread, speech_meta
 from rnnlab.data.speech.manifest import read_manifest
+from rnnlab.data.speech.options import SpeechOptions
 from rnnlab.data.speech.transcript_sources import (
     TRANSCRIPT_COLUMNS,
     commonvoice_tsvs,
@@ -58,6 +60,11 @@ from rnnlab.errors import DataError
 NAME = "speech_transcripts"
 TRANSCRIPT_EXTENSIONS = (*AUDIO_EXTENSIONS, ".mp3")
 SOURCE_KEYS = ("manifest", "librispeech_root", "commonvoice_tsv", "root")
+SPEAKER_DEFINITIONS = {
+    "manifest": "manifest speaker column",
+    "librispeech": "LibriSpeech speaker id (first field of the utterance id)",
+    "commonvoice": "Common Voice client_id",
+}
 
 
 def ctc_frames_needed(ids: Sequence[int]) -> int:
@@ -69,36 +76,6 @@ def _as_paths(value: str | Path | Sequence[str | Path]) -> list[Path]:
     if isinstance(value, (str, Path)):
         return [Path(v.strip()) for v in str(value).split(",") if v.strip()]
     return [Path(v) for v in value]
-
-
-def read_source(
-    sources: dict[str, Any], extensions: Sequence[str], bad: BadInput
-) -> tuple[list[AudioItem], dict[str, Any]]:
-    """The items of the ONE given source, and ``meta["source"]``."""
-    given = {k: v for k, v in sources.items() if v is not None}
-    if len(given) != 1:
-        raise DataError(
-            f"{NAME}: give exactly one of {', '.join(f'{k}=' for k in SOURCE_KEYS)}; got "
-            + (", ".join(f"{k}={v!r}" for k, v in given.items()) or "none")
-        )
-    ((key, value),) = given.items()
-    layout = key
-    if key == "root":
-        layout = {"librispeech": "librispeech_root", "commonvoice": "commonvoice_tsv"}[
-            detect_layout(Path(value))
-        ]
-        value = Path(value) if layout == "librispeech_root" else commonvoice_tsvs(Path(value))
-    if layout == "manifest":
-        items = read_manifest(Path(value), TRANSCRIPT_COLUMNS, NAME)
-    elif layout == "librispeech_root":
-        items = read_librispeech(Path(value), extensions, bad, f"{NAME}.{key}")
-    else:
-        value = _as_paths(value)
-        items = read_commonvoice(value, bad)
-    if layout != "manifest":
-        items = keep_given_with_train(items)
-    shown = [str(v) for v in value] if isinstance(value, list) else str(value)
-    return items, {"layout": layout.split("_")[0], key: shown}
 
 
 def normalise_transcripts(
@@ -157,68 +134,129 @@ def encode_targets(
     return splits, {"oov": oov, "lengths": lengths}
 
 
-def _check_reduction(time_reduction: Any) -> int:
-    if (
-        isinstance(time_reduction, bool)
-        or not isinstance(time_reduction, int)
-        or time_reduction < 1
-    ):
-        raise DataError(f"{NAME}: time_reduction={time_reduction!r} must be an integer >= 1")
-    return time_reduction
-
-
 @dataclass(frozen=True)
 class CTCOptions:
-    """The settings every transcribed source shares, as :func:`build_transcribed` takes
-    them (each public builder has them as keyword parameters, for Hydra).
+    """The CTC target settings every transcribed source shares (an option group,
+    :func:`rnnlab.data.options.takes`).
 
     ``units``: char | word | bpe | unigram (``vocab_size`` caps or bounds the
     vocabulary); ``normalize_text``: the :class:`TextNormalization` settings;
-    ``time_reduction``: the model's frame subsampling, for the CTC length rule; the
-    split fractions and ``seed`` (:mod:`~rnnlab.data.speech.assign`); ``features``: the
-    :class:`~rnnlab.data.speech.features.FeatureParams`; ``normalize``: standardise
-    features with train statistics.
+    ``time_reduction``: the model's frame subsampling, for the CTC length rule.
     """
 
-    units: str
-    vocab_size: int | None
-    normalize_text: dict[str, Any] | None
-    time_reduction: int
-    val_fraction: float
-    test_fraction: float
-    seed: int
-    features: dict[str, Any] | None
-    normalize: bool
+    units: str = "char"
+    vocab_size: int | None = None
+    normalize_text: dict[str, Any] | None = None
+    time_reduction: int = 1
+
+    def validate(self, where: str) -> None:
+        t = self.time_reduction
+        if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+            raise DataError(f"{where}: time_reduction={t!r} must be an integer >= 1")
+        self.normalization  # noqa: B018 - raises a DataError naming an unknown key
+
+    @property
+    def normalization(self) -> TextNormalization:
+        return TextNormalization.from_config(self.normalize_text)
+
+
+class TranscriptSource(Protocol):
+    """An option group :func:`build_transcribed` reads utterances from
+    (:class:`TranscriptFiles`, :class:`~rnnlab.data.speech.librispeech.LibriSpeechDownload`):
+    ``where`` names it in messages; ``read`` returns its items (``label`` = the raw
+    transcript, ``split`` when the source gives one) and ``meta["source"]``, with a
+    ``speaker_definition`` entry."""
+
+    @property
+    def where(self) -> str: ...
+
+    def read(
+        self, raw_dir: str | Path | None, bad: BadInput
+    ) -> tuple[list[AudioItem], dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class TranscriptFiles:
+    """Your own transcribed recordings: ONE of ``manifest``, ``librispeech_root``,
+    ``commonvoice_tsv`` or ``root`` (see the module docstring); audio files with one of
+    ``extensions``."""
+
+    manifest: str | Path | None = None
+    librispeech_root: str | Path | None = None
+    commonvoice_tsv: str | Path | Sequence[str | Path] | None = None
+    root: str | Path | None = None
+    extensions: Sequence[str] = TRANSCRIPT_EXTENSIONS
+
+    def _given(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in SOURCE_KEYS if getattr(self, k) is not None}
+
+    def validate(self, where: str) -> None:
+        given = self._given()
+        if len(given) != 1:
+            raise DataError(
+                f"{where}: give exactly one of {', '.join(f'{k}=' for k in SOURCE_KEYS)}; got "
+                + (", ".join(f"{k}={v!r}" for k, v in given.items()) or "none")
+            )
+
+    @property
+    def where(self) -> str:
+        return str(next(iter(self._given().values())))
+
+    def read(self, raw_dir: str | Path | None, bad: BadInput) -> tuple[list[AudioItem], dict]:
+        """The items of the given source, and ``meta["source"]``."""
+        ((key, value),) = self._given().items()
+        layout = key
+        if key == "root":
+            layout = {"librispeech": "librispeech_root", "commonvoice": "commonvoice_tsv"}[
+                detect_layout(Path(value))
+            ]
+            value = Path(value) if layout == "librispeech_root" else commonvoice_tsvs(Path(value))
+        if layout == "manifest":
+            items = read_manifest(Path(value), TRANSCRIPT_COLUMNS, NAME)
+        elif layout == "librispeech_root":
+            items = read_librispeech(Path(value), list(self.extensions), bad, f"{NAME}.{key}")
+        else:
+            value = _as_paths(value)
+            items = read_commonvoice(value, bad)
+        if layout != "manifest":
+            items = keep_given_with_train(items)
+        shown = [str(v) for v in value] if isinstance(value, list) else str(value)
+        layout = layout.split("_")[0]
+        definition = SPEAKER_DEFINITIONS[layout]
+        return items, {"layout": layout, key: shown, "speaker_definition": definition}
 
 
 def build_transcribed(
-    items: list[AudioItem],
-    options: CTCOptions,
+    out_dir: str | Path | None = None,
+    raw_dir: str | Path | None = None,
     *,
-    where: str,
-    bad: BadInput,
-    out_dir: str | Path | None,
-    source: dict[str, Any],
+    source: TranscriptSource,
+    ctc: CTCOptions,
+    split: Fractions,
+    speech: SpeechOptions,
+    bad: OnBadInput,
 ) -> tuple[dict[str, Split], dict[str, Any]]:
-    """Steps 1-6 of the module docstring on ``items`` (``label`` = raw transcript)."""
-    o = options
-    norm = TextNormalization.from_config(o.normalize_text)
-    reduction = _check_reduction(o.time_reduction)
-    fp = FeatureParams(**(o.features or {}))
-    items = normalise_transcripts(items, norm, bad)
-    pairs = featurize_items(items, fp, None, bad)
+    """The one CTC builder: ``source.read`` (its items, ``label`` = the raw transcript),
+    then steps 1-6 of the module docstring."""
+    where = source.where
+    policy = bad.policy(where)
+    items, info = source.read(raw_dir, policy)
+    norm, reduction, fp = ctc.normalization, ctc.time_reduction, speech.params
+    items = normalise_transcripts(items, norm, policy)
+    pairs = featurize_items(items, fp, None, policy)
     kept = [it for it, _ in pairs]
-    split_info = assign_splits(kept, o.val_fraction, o.test_fraction, o.seed, where)
-    vocab = train_units([it.label for it in kept if it.split == "train"], o.units, o.vocab_size)
-    splits, stats = encode_targets(pairs, vocab, reduction, bad)
+    split_info = assign_splits(kept, split.val_fraction, split.test_fraction, speech.seed, where)
+    train_text = [it.label for it in kept if it.split == "train"]
+    vocab = train_units(train_text, ctc.units, ctc.vocab_size)
+    splits, stats = encode_targets(pairs, vocab, reduction, policy)
     require_nonempty(
         {k: len(v) for k, v in splits.items()},
         where,
         "add recordings or speakers, or change val_fraction/test_fraction",
     )
-    bad.log_summary()
+    policy.log_summary()
     speakers = split_info.pop("speakers")
-    definition = source.get("speaker_definition") if speakers else None
+    definition = info.get("speaker_definition") if speakers else None
     targets = {
         **vocab.as_meta(),
         "tokenizer": vocab.save(out_dir),
@@ -226,64 +264,35 @@ def build_transcribed(
         "time_reduction": reduction,
         "ctc_length_rule": "labels + repeats <= frames // time_reduction",
     }
+    labels, normalize = vocab.labels, speech.normalize
     return splits, {
-        **speech_meta("ctc", fp, vocab.labels, splits, o.normalize, speakers, definition, targets),
+        **speech_meta("ctc", fp, labels, splits, normalize, speakers, definition, targets),
         **split_info,
-        "skipped": bad.counts,
+        "skipped": policy.counts,
         **stats,
-        "source": {k: v for k, v in source.items() if k != "speaker_definition"},
+        "source": {k: v for k, v in info.items() if k != "speaker_definition"},
     }
 
 
-SPEAKER_DEFINITIONS = {
-    "manifest": "manifest speaker column",
-    "librispeech": "LibriSpeech speaker id (first field of the utterance id)",
-    "commonvoice": "Common Voice client_id",
-}
+def transcribed_builder(name: str, source: TranscriptSource, doc: str) -> Any:
+    """``build_<name>``: :func:`build_transcribed` reading ``source`` (its defaults),
+    the other option groups shared."""
+    builder = dataset_builder(
+        name,
+        build_transcribed,
+        doc,
+        source=source,
+        ctc=CTCOptions(),
+        split=Fractions(),
+        speech=SpeechOptions(),
+        bad=OnBadInput(),
+    )
+    return single_thread()(builder)
 
 
-@single_thread()
-def build_speech_transcripts(
-    out_dir: str | Path | None = None,
-    raw_dir: str | Path | None = None,
-    manifest: str | Path | None = None,
-    librispeech_root: str | Path | None = None,
-    commonvoice_tsv: str | Path | Sequence[str | Path] | None = None,
-    root: str | Path | None = None,
-    extensions: Sequence[str] = TRANSCRIPT_EXTENSIONS,
-    units: str = "char",
-    vocab_size: int | None = None,
-    normalize_text: dict[str, Any] | None = None,
-    time_reduction: int = 1,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    on_bad_input: str = "skip",
-    features: dict[str, Any] | None = None,
-    normalize: bool = True,
-) -> tuple[dict[str, Split], dict[str, Any]]:
-    """Transcribed recordings -> CTC dataset (see the module docstring); the settings
-    from ``units`` on are :class:`CTCOptions`."""
-    check_mode(on_bad_input, NAME)
-    sources = dict(
-        manifest=manifest,
-        librispeech_root=librispeech_root,
-        commonvoice_tsv=commonvoice_tsv,
-        root=root,
-    )
-    where = str(next((v for v in sources.values() if v is not None), NAME))
-    bad = BadInput(on_bad_input, where)
-    items, source = read_source(sources, list(extensions), bad)
-    source["speaker_definition"] = SPEAKER_DEFINITIONS[source["layout"]]
-    options = CTCOptions(
-        units,
-        vocab_size,
-        normalize_text,
-        time_reduction,
-        val_fraction,
-        test_fraction,
-        seed,
-        features,
-        normalize,
-    )
-    return build_transcribed(items, options, where=where, bad=bad, out_dir=out_dir, source=source)
+build_speech_transcripts = transcribed_builder(
+    NAME,
+    TranscriptFiles(),
+    """Transcribed recordings -> CTC dataset (see the module docstring): ONE of
+    ``manifest``, ``librispeech_root``, ``commonvoice_tsv`` or ``root``.""",
+)
