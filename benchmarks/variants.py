@@ -2,10 +2,12 @@
 
     python -m benchmarks.variants            # writes benchmarks/results/variants.{json,md}
 
-Each row is an LSTM layer (IndRNN: an IndRNN layer, against the plain Elman kernel) with
-one variant, timed interleaved with the plain rnnlab kernel (``fused=False``, tanh) and a
-naive per-step autograd loop of the same variant (``benchmarks.run.naive_loop`` style:
-x[:, t] indexing, a matmul per step, cells' step math). Median of ``--repeats`` after
+Each row is an LSTM layer (IndRNN: an IndRNN layer, against the plain Elman kernel; the
+GRU row against the plain GRU kernel) with one variant, in training mode, timed
+interleaved with the plain rnnlab kernel (``fused=False``, tanh) and a naive per-step
+autograd loop of the same variant (``benchmarks.run.naive_loop`` style: x[:, t]
+indexing, a matmul per step, variant_cells' step math, the same dropout/zoneout masks).
+The ``path`` column is the path that ran the variant (``RecurrentLayer.path()``). Median of ``--repeats`` after
 one warm-up round; the machine is shared, so compare the ratios.
 """
 
@@ -33,21 +35,30 @@ ROWS = {
     "layer_norm": ("lstm", {"layer_norm": True}, 0),
     "recurrent_dropout": ("lstm", {"recurrent_dropout": 0.25}, 0),
     "zoneout": ("lstm", {"zoneout": 0.1}, 0),
+    "recurrent_dropout (gru)": ("gru", {"recurrent_dropout": 0.25}, 0),
 }
 
 
 def naive(layer: RecurrentLayer, x: torch.Tensor) -> torch.Tensor:
+    """The variant as a plain autograd loop (training mode: its masks included)."""
     w = layer.step_weights(0)
+    variant = layer.variant
     extra = layer.variant_params[0] if layer.variant_params is not None else None
     w_hr = layer.projection(0) if layer.proj_size else None
     h = x.new_zeros(x.shape[0], w[1].shape[-1] if w[1].dim() == 2 else layer.hidden_size)
     state = (h, x.new_zeros(x.shape[0], layer.hidden_size)) if layer.cell == "lstm" else (h,)
+    keep = 1.0 - variant.recurrent_dropout
+    drop = torch.empty_like(h).bernoulli_(keep).div_(keep) if keep < 1 else None
     outs = []
     for t in range(x.shape[1]):
         gx = x[:, t] @ w[0].T
-        state = variant_step(
-            layer.cell, layer.acts, layer.variant, gx, state[0], state, w, extra, w_hr
-        )
+        h_in = state[0] if drop is None else state[0] * drop
+        new = variant_step(layer.cell, layer.acts, variant, gx, h_in, state, w, extra, w_hr)
+        if variant.zoneout:
+            new = tuple(
+                torch.where(torch.rand_like(n) < variant.zoneout, s, n) for n, s in zip(new, state)
+            )
+        state = new
         outs.append(state[0])
     return torch.stack(outs, 1)
 

@@ -15,8 +15,10 @@ the kernel, with its recurrent vector clamped to ``max_weight`` (nn/indrnn.py). 
 with ``proj_size`` (LSTMP) keeps its parameters in ``nn.LSTM(proj_size=P)`` (so state
 dicts load both ways) and runs it fused with the default activations. A layer with a
 non-plain ``Variant`` (Greff variants, peepholes, layer norm, recurrent dropout, zoneout;
-nn/variants.py), or a projection the fused module cannot run, runs the per-step loop of
-nn/variant_cells.py; its extra parameters live in ``variant_params`` (one per direction).
+nn/variants.py), or a projection the fused module cannot run, runs the variant kernel
+(nn/kernels/variant_recurrence: C++, hand-written backward) on CPU float32/float64, and
+the per-step autograd loop of nn/variant_cells.py otherwise and for layer norm; its
+extra parameters live in ``variant_params`` (one per direction).
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ from rnnlab.nn.indrnn import (
     init_indrnn_weights,
 )
 from rnnlab.nn.kernels import describe_backend, recurrence
+from rnnlab.nn.kernels.variant_recurrence import (
+    describe_path,
+    kernel_runs,
+    variant_kernel_direction,
+)
 from rnnlab.nn.masks import full_lengths, is_padded, reverse_padded
 from rnnlab.nn.variant_cells import variant_direction
 from rnnlab.nn.variants import Variant, VariantParams, check_proj_size, init_projection
@@ -172,7 +179,7 @@ class RecurrentLayer(nn.Module):
         if self.uses_fused:
             return f"fused nn.{type(self.rnn).__name__}"
         if self.uses_variant_loop:
-            return "variant loop (per-step autograd, nn/variant_cells.py)"
+            return describe_path(self.variant, self.weights(0)[0])
         return f"kernel, backend={describe_backend(self.weights(0)[0])}"
 
     def extra_repr(self) -> str:
@@ -222,7 +229,10 @@ class RecurrentLayer(nn.Module):
             if self.uses_variant_loop:
                 w_hr = self.projection(d) if self.proj_size else None
                 extra = self.variant_params[d] if self.variant_params is not None else None
-                out, final = variant_direction(
+                run = (
+                    variant_kernel_direction if kernel_runs(self.variant, xd) else variant_direction
+                )
+                out, final = run(
                     self.cell, self.acts, self.variant, xd, lengths, self.step_weights(d),
                     extra, w_hr, s, self.training,
                 )  # fmt: skip

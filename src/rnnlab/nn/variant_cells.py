@@ -3,9 +3,11 @@
 ``variant_step`` is one step of any cell with the options of a ``Variant`` (plus an LSTM
 projection), in the style of ``cells.cell_step``; ``variant_direction`` runs it over a
 padded batch with the masking rule of nn/masks.py. This loop is autograd through torch
-ops, one small graph per step: the path of every layer with a non-plain ``Variant`` or a
-projection that nn.LSTM cannot run (the measured cost is in
-benchmarks/results/variants.md). The rnnlab C++ kernel runs only the plain cells.
+ops, one small graph per step: the reference of the variant kernel
+(nn/kernels/variant_recurrence, which runs every option but layer norm on CPU
+float32/float64 and draws the same masks), and the path of layer norm and of every
+other device, dtype or failed build (the measured costs are in
+benchmarks/results/variants.md).
 
 Random masks (training only; eval draws nothing): recurrent dropout draws ONE inverted
 mask ``m ~ Bernoulli(1-p)/(1-p)`` of shape (B, width of h) per call, i.e. per sequence,

@@ -43,11 +43,11 @@ def test_state_dicts_load_both_ways():
     torch.testing.assert_close(back(x)[0], ours(x)[0])
 
 
-def test_gradcheck_of_the_loop_with_lengths_and_other_activations():
+def test_gradcheck_of_the_variant_kernel_with_lengths_and_other_activations():
     acts = CellActivations("gelu", gate_activation="hard_sigmoid", cell_activation="softsign")
     layer = RecurrentLayer("lstm", 3, 4, proj_size=2, activations=acts, bidirectional=True)
     layer = layer.double()
-    assert not layer.uses_fused and "variant loop" in repr(layer)
+    assert not layer.uses_fused and "variant kernel, backend=cpp" in repr(layer)
     x = torch.randn(3, 4, 3, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([4, 1, 3])
     params = tuple(layer.parameters())
