@@ -16,9 +16,10 @@ Inter-layer dropout takes masks sampled for all steps up front (inverted dropout
 scale 1/(1-p)): the same distribution as ``nn.Dropout`` per step, but NOT the same
 random stream as the old per-step loop, so a seeded run's dropout pattern differs.
 
-Backends as for ``recurrence``: the C++ kernel (gated_feedback.cpp, CPU float32/64)
-or its torch-ops twin (gated_feedback_torch_ops.py, CUDA and any dtype), chosen by
-``backend_for`` and ``RNNLAB_KERNEL``.
+Backends as for ``recurrence``: the C++ kernel (gated_feedback.cpp, CPU float32/64),
+the Triton path (triton_feedback.py: CUDA, float32/bf16/fp16) or the torch-ops twin
+(gated_feedback_torch_ops.py, any device and dtype), chosen by ``backend_for`` and
+``RNNLAB_KERNEL``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from rnnlab.nn.kernels import gated_feedback_torch_ops as torch_ops
 from rnnlab.nn.kernels.backend import CELL_CODES, backend_for
 
 layout = torch_ops.layout
+
+
+def _triton():
+    """The Triton backend module, imported on first use (Triton reads TRITON_INTERPRET then)."""
+    from rnnlab.nn.kernels import triton_feedback
+
+    return triton_feedback
 
 
 class GatedFeedback(torch.autograd.Function):
@@ -46,6 +54,10 @@ class GatedFeedback(torch.autograd.Function):
                 gx0.contiguous(), w_in.contiguous(), b_in.contiguous(), w_rec.contiguous(),
                 b_rec.contiguous(), drop.contiguous(), lengths, CELL_CODES[cell], *codes, save,
             )  # fmt: skip
+        elif backend == "triton":
+            out, hs, cs, pre, cand, g = _triton().forward(
+                cell, acts, gx0, w_in, b_in, w_rec, b_rec, drop, lengths, save
+            )
         else:
             out, hs, cs, pre, cand, g = torch_ops.forward(
                 cell, acts, gx0, w_in, b_in, w_rec, b_rec, drop, lengths, save
@@ -53,6 +65,7 @@ class GatedFeedback(torch.autograd.Function):
         if save:
             ctx.save_for_backward(w_in, w_rec, drop, hs, cs, pre, cand, g, lengths)
         ctx.cell, ctx.acts, ctx.backend = cell, acts, backend
+        ctx.dtypes = [t.dtype for t in (gx0, w_in, b_in, w_rec, b_rec)]
         h_last = hs[:, -1].clone()
         c_last = cs[:, -1].clone() if lstm else gx0.new_empty(0)
         if not lstm:
@@ -72,6 +85,12 @@ class GatedFeedback(torch.autograd.Function):
                 grad_out, grad_h, grad_c, w_in.contiguous(), w_rec.contiguous(), drop, hs, cs,
                 pre, cand, g, lengths, CELL_CODES[cell], *codes,
             )  # fmt: skip
+        elif ctx.backend == "triton":
+            grads = _triton().backward(
+                cell, acts, grad_out, grad_h, grad_c, w_in, w_rec, drop, hs, cs, pre, cand, g,
+                lengths,
+            )  # fmt: skip
+            grads = [gr.to(dt) for gr, dt in zip(grads, ctx.dtypes, strict=True)]
         else:
             grads = torch_ops.backward(
                 cell, acts, grad_out, grad_h, grad_c, w_in, w_rec, drop, hs, cs, pre, cand, g,

@@ -106,3 +106,45 @@ def mismatches(triples: list[Triple], dtype: torch.dtype = torch.float32) -> lis
         except AssertionError as err:
             bad.append(f"{name}: {str(err).splitlines()[0]} {str(err).splitlines()[2:4]}")
     return bad
+
+
+def feedback_parity(
+    cell, activation="gelu", layers=2, device="cpu", dtype=torch.float32, dropout=0.0, **spec
+):
+    """Gated-feedback stack on Triton (``dtype``) vs its torch-ops path (float64):
+    (name, got, want) for the output, every final state and every gradient. With
+    ``dropout`` both run the same (L-1, T, B, H) masks (training mode)."""
+    from rnnlab.nn import build_stack
+
+    torch.manual_seed(1)
+    cfg = {"cell": cell, "activation": activation, "hidden_size": 8, "num_layers": layers}
+    cfg = {**cfg, "connection": {"name": "gated_feedback"}, "dropout": dropout, **spec}
+    stack = build_stack(3, cfg).to(device, F64).train(dropout > 0)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 6, 3, generator=g, dtype=F64).to(device)
+    lengths = torch.tensor([6, 2, 4], device=device)
+    masks = None
+    if dropout:
+        keep = torch.rand(layers - 1, 6, 3, 8, generator=g) > dropout
+        masks = (keep.to(F64) / (1 - dropout)).to(device)
+    results = {}
+    for backend, dt in (("python", F64), ("triton", dtype)):
+        stack.to(dt)
+        xx = x.to(dt).requires_grad_()
+        with forced_backend(backend):
+            if masks is None:
+                out, states = stack(xx, lengths)
+            else:
+                direction = stack.directions[0]
+                out, states = direction(xx, lengths, stack.dropout, masks.to(dt))
+            flat = [t for s in states for t in s]
+            w = torch.linspace(-1, 1, out.numel(), device=device, dtype=F64).view(out.shape)
+            loss = (out.to(F64) * w).sum()
+            loss = loss + sum((t.to(F64) * (k + 2) * 0.1).sum() for k, t in enumerate(flat))
+            params = [p for p in stack.parameters()]
+            grads = torch.autograd.grad(loss, [xx, *params], allow_unused=True)
+        names = ["out", *(f"state{k}" for k in range(len(flat))), "d_x"]
+        names += [f"d_{n}" for n, _ in stack.named_parameters()]
+        results[backend] = [(n, t) for n, t in zip(names, [out, *flat, *grads]) if t is not None]
+    stack.to(F64)
+    return [(n, a, b) for (n, a), (_, b) in zip(results["triton"], results["python"], strict=True)]
