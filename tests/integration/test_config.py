@@ -97,12 +97,27 @@ def test_experiments_compose(tmp_path, experiment):
     build_task(cfg, build_datamodule(cfg.data))
 
 
+def _accepted_keys(target) -> set[str]:
+    """The keyword arguments ``target`` takes. A builder's signature lists its option
+    groups' fields (rnnlab.data.options.takes), so it has no ``**kwargs``; a class whose
+    ``__init__`` passes ``**kwargs`` on takes its bases' parameters as well."""
+    classes = (
+        [c for c in target.__mro__ if "__init__" in vars(c)]
+        if isinstance(target, type)
+        else [target]
+    )
+    accepted: set[str] = set()
+    for fn in classes:
+        params = inspect.signature(fn).parameters
+        accepted |= {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return accepted - {"self"}
+    raise AssertionError(f"{target}: takes **kwargs all the way down; its keys cannot be checked")
+
+
 def _unknown_keys(block: dict, target) -> set[str]:
     """Keys of a config block that ``target`` (a function or a class) does not take."""
-    params = inspect.signature(target).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return set()
-    return set(block) - {"_target_"} - set(params)
+    return set(block) - {"_target_"} - _accepted_keys(target)
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -117,6 +132,9 @@ def test_data_config_keys_are_parameters_of_its_targets(name):
         target = get_object(block["_target_"])
         assert callable(target), f"{path}: {key}._target_={block['_target_']!r}"
         unknown = _unknown_keys(block, target)
+        if key == "prepare":  # every key is checked: the builder's signature is complete
+            params = inspect.signature(target).parameters.values()
+            assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in params), path
         assert not unknown, (
             f"{path}: {key} keys {sorted(unknown)} are not parameters of {block['_target_']}"
         )

@@ -8,6 +8,8 @@ that they are disjoint) and what was skipped and why.
 
 The front end and shared parts:
 
+* :mod:`~rnnlab.data.speech.options` — ``SpeechOptions`` (``seed``, ``features``,
+  ``normalize``), the option group every speech builder takes.
 * :mod:`~rnnlab.data.speech.features` — ``FeatureParams``, ``FeatureExtractor`` (log-mel
   or MFCC), ``resample``, ``fix_length``, ``normalize_splits``, ``single_thread``.
 * :mod:`~rnnlab.data.speech.augment` — ``spec_augment`` (train-time masking).
@@ -26,6 +28,11 @@ One module per dataset source (the ``_target_`` of ``conf/data/<name>.yaml``):
   ``<root>/<label>/*.wav`` or a manifest CSV.
 * :mod:`~rnnlab.data.speech.speech_commands` — ``build_speech_commands``: the real Google
   Speech Commands v2 (download).
+* :mod:`~rnnlab.data.speech.transcripts` — ``build_speech_transcripts``: your own
+  transcribed recordings for CTC (manifest, LibriSpeech or Common Voice layouts), and
+  ``build_transcribed``, the one CTC builder every transcribed source goes through.
+* :mod:`~rnnlab.data.speech.librispeech` — ``build_librispeech``: LibriSpeech subsets
+  from OpenSLR (download), the same builder with a download source.
 
 Nothing is re-exported here: import from the module (old ``rnnlab.data.speech.build_*``
 targets resolve through :data:`rnnlab.compat.TARGET_ALIASES` only).

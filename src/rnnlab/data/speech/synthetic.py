@@ -2,7 +2,7 @@
 
 A *speaker* is an espeak-ng voice plus a variant (``en-us+f2``); whole speakers go to
 train, val or test (:func:`rnnlab.data.splits.split_groups`), so val/test voices are
-never heard in training. Both datasets are made the same way (:func:`_build`):
+never heard in training. Both datasets are made by one builder (:func:`_build_synth`):
 
 1. **Plan** every clip: its target, its text, voice, rate and pitch, and a ``numpy``
    generator of its own (seeded from ``seed`` and the clip's position alone).
@@ -14,9 +14,13 @@ never heard in training. Both datasets are made the same way (:func:`_build`):
    (:mod:`rnnlab.data.speech.render`).
 4. **Featurise** (:mod:`rnnlab.data.speech.features`) and normalise with train statistics.
 
-The two public builders differ only in what a clip says and how it is labelled:
-:func:`build_speech_commands_synth` (one word per 1 s clip, ``classification``) and
-:func:`build_speech_digits_synth` (3-7 digit strings of natural length, ``ctc``).
+The two public builders are that builder with a different *kind*, the one group of
+options in which they differ (what a clip says and how it is labelled):
+:func:`build_speech_commands_synth` (:class:`WordClips`: one word per 1 s clip,
+``classification``) and :func:`build_speech_digits_synth` (:class:`DigitStrings`: 3-7
+digit strings of natural length, ``ctc``). The options they share are
+:class:`SynthVoices`, :class:`~rnnlab.data.options.Fractions` and
+:class:`~rnnlab.data.speech.options.SpeechOptions` (:func:`rnnlab.data.options.takes`).
 """
 
 from __future__ import annotations

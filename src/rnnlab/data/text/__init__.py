@@ -11,7 +11,8 @@ Modules (import builders from their module: ``_target_: rnnlab.data.text.<module
 
 * :mod:`~rnnlab.data.text.tokenizer`: ``train_tokenizer``/``load_tokenizer``, char/word/bpe;
 * :mod:`~rnnlab.data.text.encode`: the steps every builder shares (normalise, dedupe,
-  class limits, hash splits, encode + meta);
+  class limits, hash splits, encode + meta) and their option groups (``EncodeOptions``,
+  ``Upstream``);
 * :mod:`~rnnlab.data.text.records`: CSV/TSV/JSONL records with their line numbers;
 * :mod:`~rnnlab.data.text.chatterbot`: ``build_text_langid``, ``build_text_topics``
   (the packaged chatterbot corpus; offline);
