@@ -117,6 +117,114 @@ def forward(
     return out.clone(), hs, cs, pre_all, cand_all, g_all
 
 
+def _feedback_weights(
+    w_rec: torch.Tensor, d: dict[str, int], layers: int, h: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(fb, ghm, w_gates) of ``w_rec`` (L, N, H): ``fb[j] = [U^{0->j} | ... | U^{L-1->j}]``
+    (L, H, L*H), the stacked reset-gate weights ``ghm`` (L*L, L*H) and the own-layer gate
+    rows ``w_gates`` (L, NG, H)."""
+    sec_u = d["secU"]
+    fb = torch.stack(
+        [
+            torch.cat([w_rec[i, sec_u + j * h : sec_u + (j + 1) * h] for i in range(layers)], 1)
+            for j in range(layers)
+        ]
+    )
+    ghm = torch.cat([w_rec[i, d["secG"] :] for i in range(layers)], 1)
+    return fb, ghm, w_rec[:, : d["NG"]]
+
+
+def _cell_grads(
+    cell: str,
+    fns: tuple,
+    dhj: torch.Tensor,
+    at: tuple[int, int],
+    saved: tuple[torch.Tensor, ...],
+    dc: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Layer j's cell at step t backward, ``dhj = dL/dh^j_t`` -> (dx, dcand, direct, dc_prev).
+
+    ``dx``: dL/d(gate pre-activations) (B, G*H); ``dcand``: dL/d(the feedback
+    candidate's recurrent term); ``direct``: the GRU's dL/dh^j_{t-1} not through the
+    weights (``dhj * z``), else None; ``dc_prev``: the LSTM's dL/dc^j_{t-1}, else None.
+    ``at``: (j, t); ``saved``: (hs, cs, pre, cand_all) of the forward.
+    """
+    phi, phi_c, sig, dphi, dphi_c, dsig = fns
+    hs, cs, pre, cand_all = saved
+    j, t = at
+    h = hs.shape[-1]
+    p = pre[j, t]
+    if cell == "rnn":
+        dx = dhj * dphi(p)
+        return dx, dx, None, None
+    if cell == "lstm":
+        c_t, c_prev = cs[j, t + 1], cs[j, t]
+        ai, af, ag, ao = p.chunk(4, dim=1)
+        dct = dc[j] + dhj * sig(ao) * dphi_c(c_t)
+        dx = torch.cat(
+            [
+                dct * phi(ag) * dsig(ai),
+                dct * c_prev * dsig(af),
+                dct * sig(ai) * dphi(ag),
+                dhj * phi_c(c_t) * dsig(ao),
+            ],
+            dim=1,
+        )
+        return dx, dx[:, 2 * h : 3 * h], None, dct * sig(af)
+    ar, az, an = p.chunk(3, dim=1)
+    r, z = sig(ar), sig(az)
+    dan = dhj * (1.0 - z) * dphi(an)
+    dar = dan * cand_all[j, t] * dsig(ar)
+    daz = dhj * (hs[j, t] - phi(an)) * dsig(az)
+    dx = torch.cat([dar, daz, dan], dim=1)
+    return dx, dan * r, dhj * z, None
+
+
+def _weight_grads(
+    cell: str,
+    d: dict[str, int],
+    hs: torch.Tensor,
+    drop: torch.Tensor,
+    dd: torch.Tensor,
+    dcand_all: torch.Tensor | None,
+    g_all: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """d_w_in, d_b_in, d_w_rec, d_b_rec from every step's ``dd = [d gx | d a]``
+    (L, T, B, GW): one product per weight block over all steps and the batch."""
+    layers, steps1, batch, h = hs.shape
+    steps = steps1 - 1
+    gh_, gw, kc = d["GH"], d["GW"], d["kc"]
+    tb = steps * batch
+    d_w_in = hs.new_empty(layers - 1, gw, h)
+    d_b_in = hs.new_empty(layers - 1, gw)
+    for j in range(1, layers):
+        u = hs[j - 1, 1:].reshape(tb, h)
+        if drop.numel():
+            u = u * drop[j - 1].reshape(tb, h)
+        dj = dd[j].reshape(tb, gw)
+        d_w_in[j - 1] = dj.t() @ u
+        d_b_in[j - 1] = dj.sum(0)
+    d_w_rec = hs.new_empty(layers, d["N"], h)
+    d_b_rec = hs.new_empty(layers, gh_)
+    for i in range(layers):
+        hprev = hs[i, :steps].reshape(tb, h)
+        di = dd[i].reshape(tb, gw)
+        own = torch.cat([di[:, : kc * h], di[:, (kc + 1) * h : gh_]], 1)
+        d_w_rec[i, : d["NG"]] = own.t() @ hprev
+        for j in range(layers):
+            dj = dd[j].reshape(tb, gw)
+            dcand = dcand_all[j].reshape(tb, h) if cell == "gru" else dj[:, kc * h : (kc + 1) * h]
+            gji = g_all[j].reshape(tb, layers)[:, i : i + 1]
+            d_w_rec[i, d["secU"] + j * h : d["secU"] + (j + 1) * h] = dcand.t() @ (hprev * gji)
+            d_w_rec[i, d["secG"] + j * layers : d["secG"] + (j + 1) * layers] = (
+                dj[:, gh_:].t() @ hprev
+            )
+        d_b_rec[i] = di[:, :gh_].sum(0)
+        if cell == "gru":
+            d_b_rec[i, kc * h : (kc + 1) * h] = dcand_all[i].reshape(tb, h).sum(0)
+    return d_w_in, d_b_in, d_w_rec, d_b_rec
+
+
 def backward(
     cell: str,
     acts: Acts,
@@ -133,28 +241,25 @@ def backward(
     g_all: torch.Tensor,
     lengths: torch.Tensor,
 ) -> tuple[torch.Tensor, ...]:
-    """-> d_gx0 (T,B,GW), d_w_in, d_b_in, d_w_rec, d_b_rec (as the C++ kernel)."""
-    phi, phi_c, sig, dphi, dphi_c, dsig = resolve(acts)
+    """-> d_gx0 (T,B,GW), d_w_in, d_b_in, d_w_rec, d_b_rec (as the C++ kernel).
+
+    Steps from T-1 down to 0, layers from the top down (:func:`_cell_grads`); the
+    gradient into layer j-1's output goes through ``w_in``; the gradients into every
+    h_{t-1} (own gates, feedback candidates, reset gates) are summed in ``dhp``; the
+    weight gradients are formed after the loop (:func:`_weight_grads`).
+    """
+    fns = resolve(acts)
     layers, steps1, batch, h = hs.shape
     steps = steps1 - 1
     d = layout(cell, h, layers)
     gh_, gw, kc, lh = d["GH"], d["GW"], d["kc"], layers * h
     valid = step_mask_or_none(lengths, steps, hs.device)
-    # F_j = [U^{0->j} | ... | U^{L-1->j}] and the stacked reset-gate weights (L*L, L*H).
-    fb = torch.stack(
-        [
-            torch.cat(
-                [w_rec[i, d["secU"] + j * h : d["secU"] + (j + 1) * h] for i in range(layers)], 1
-            )
-            for j in range(layers)
-        ]
-    )
-    ghm = torch.cat([w_rec[i, d["secG"] :] for i in range(layers)], 1)
-    w_gates = w_rec[:, : d["NG"]]
+    fb, ghm, w_gates = _feedback_weights(w_rec, d, layers, h)
     dh = grad_h.permute(1, 0, 2).reshape(batch, lh).clone()  # d h^j_t, all layers
     dc = grad_c.clone() if cell == "lstm" else None
     dd = hs.new_zeros(layers, steps, batch, gw)  # [d gx | d a] per layer and step
     dcand_all = hs.new_zeros(layers, steps, batch, h) if cell == "gru" else None
+    saved = (hs, cs, pre, cand_all)
     for t in range(steps - 1, -1, -1):
         m = valid[t] if valid is not None else None
         dhp = hs.new_zeros(batch, lh)
@@ -163,36 +268,7 @@ def backward(
         dgate, das = [], []
         for j in range(layers - 1, -1, -1):
             dhj = dh[:, j * h : (j + 1) * h]
-            p = pre[j, t]
-            h_prev = hs[j, t]
-            direct = None
-            if cell == "rnn":
-                dx = dhj * dphi(p)
-                dcand = dx
-            elif cell == "lstm":
-                c_t, c_prev = cs[j, t + 1], cs[j, t]
-                ai, af, ag, ao = p.chunk(4, dim=1)
-                dct = dc[j] + dhj * sig(ao) * dphi_c(c_t)
-                dx = torch.cat(
-                    [
-                        dct * phi(ag) * dsig(ai),
-                        dct * c_prev * dsig(af),
-                        dct * sig(ai) * dphi(ag),
-                        dhj * phi_c(c_t) * dsig(ao),
-                    ],
-                    dim=1,
-                )
-                dc_new = dct * sig(af)
-                dcand = dx[:, 2 * h : 3 * h]
-            else:
-                ar, az, an = p.chunk(3, dim=1)
-                r, z = sig(ar), sig(az)
-                dan = dhj * (1.0 - z) * dphi(an)
-                dar = dan * cand_all[j, t] * dsig(ar)
-                daz = dhj * (h_prev - phi(an)) * dsig(az)
-                dx = torch.cat([dar, daz, dan], dim=1)
-                dcand = dan * r
-                direct = dhj * z
+            dx, dcand, direct, dc_new = _cell_grads(cell, fns, dhj, (j, t), saved, dc)
             if m is not None:
                 dx, dcand = dx * m, dcand * m
                 carry = torch.where(m, direct, dhj) if direct is not None else dhj * ~m
@@ -225,32 +301,4 @@ def backward(
             dhp += torch.bmm(torch.stack(dgate), w_gates).transpose(0, 1).reshape(batch, lh)
         dhp += torch.cat(das, 1) @ ghm
         dh = dhp
-    tb = steps * batch
-    d_w_in = hs.new_empty(layers - 1, gw, h)
-    d_b_in = hs.new_empty(layers - 1, gw)
-    for j in range(1, layers):
-        u = hs[j - 1, 1:].reshape(tb, h)
-        if drop.numel():
-            u = u * drop[j - 1].reshape(tb, h)
-        dj = dd[j].reshape(tb, gw)
-        d_w_in[j - 1] = dj.t() @ u
-        d_b_in[j - 1] = dj.sum(0)
-    d_w_rec = hs.new_empty(layers, d["N"], h)
-    d_b_rec = hs.new_empty(layers, gh_)
-    for i in range(layers):
-        hprev = hs[i, :steps].reshape(tb, h)
-        di = dd[i].reshape(tb, gw)
-        own = torch.cat([di[:, : kc * h], di[:, (kc + 1) * h : gh_]], 1)
-        d_w_rec[i, : d["NG"]] = own.t() @ hprev
-        for j in range(layers):
-            dj = dd[j].reshape(tb, gw)
-            dcand = dcand_all[j].reshape(tb, h) if cell == "gru" else dj[:, kc * h : (kc + 1) * h]
-            gji = g_all[j].reshape(tb, layers)[:, i : i + 1]
-            d_w_rec[i, d["secU"] + j * h : d["secU"] + (j + 1) * h] = dcand.t() @ (hprev * gji)
-            d_w_rec[i, d["secG"] + j * layers : d["secG"] + (j + 1) * layers] = (
-                dj[:, gh_:].t() @ hprev
-            )
-        d_b_rec[i] = di[:, :gh_].sum(0)
-        if cell == "gru":
-            d_b_rec[i, kc * h : (kc + 1) * h] = dcand_all[i].reshape(tb, h).sum(0)
-    return dd[0], d_w_in, d_b_in, d_w_rec, d_b_rec
+    return (dd[0], *_weight_grads(cell, d, hs, drop, dd, dcand_all, g_all))

@@ -88,6 +88,70 @@ def forward(
     return out, h, c if c is not None else empty, pre, c_all, hn_all
 
 
+def _step_grads(
+    cell: str,
+    fns: tuple,
+    d: torch.Tensor,
+    t: int,
+    saved: tuple[torch.Tensor, ...],
+    h_prev: torch.Tensor,
+    dc: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """One step of the cell's backward: ``d = dL/dh_t`` -> (dg, dx, direct, dc_prev).
+
+    ``dg``: dL/d(W_hh h_{t-1} + b_hh) per gate; ``dx``: dL/dgx_t (differs from ``dg``
+    for the GRU only, whose candidate's recurrent part is scaled by ``r``); ``direct``:
+    the GRU's dL/dh_{t-1} not through W_hh (``d * z``), else None; ``dc_prev``: the
+    LSTM's dL/dc_{t-1}, else None. ``saved``: (pre, c_all, c0, hn_all) of the forward.
+    """
+    phi, phi_c, sig, dphi, dphi_c, dsig = fns
+    pre, c_all, c0, hn_all = saved
+    p = pre[:, t]
+    if cell in ("rnn", "indrnn"):
+        dg = d * dphi(p)
+        return dg, dg, None, None
+    if cell == "lstm":
+        c_t = c_all[:, t]
+        c_prev = c_all[:, t - 1] if t else c0
+        ai, af, ag, ao = p.chunk(4, dim=1)
+        tc = phi_c(c_t)
+        dct = dc + d * sig(ao) * dphi_c(c_t)
+        dg = torch.cat(
+            [
+                dct * phi(ag) * dsig(ai),
+                dct * c_prev * dsig(af),
+                dct * sig(ai) * dphi(ag),
+                d * tc * dsig(ao),
+            ],
+            dim=1,
+        )
+        return dg, dg, None, dct * sig(af)
+    ar, az, an = p.chunk(3, dim=1)
+    r, z = sig(ar), sig(az)
+    dan = d * (1.0 - z) * dphi(an)
+    dar = dan * hn_all[:, t] * dsig(ar)
+    daz = d * (h_prev - phi(an)) * dsig(az)
+    dx = torch.cat([dar, daz, dan], dim=1)
+    dg = torch.cat([dar, daz, dan * r], dim=1)
+    return dg, dx, d * z, None
+
+
+def _weight_grads(
+    cell: str, dgh: torch.Tensor, h0: torch.Tensor, out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """dW_hh and db_hh from every step's ``dg`` (B, T, G*H), as one product after the
+    loop: ``dW = sum_t dg_t^T h_{t-1}`` (IndRNN: ``sum_t dg_t * h_{t-1}``, the vector u)."""
+    hidden = out.shape[-1]
+    h_prev_all = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
+    gates = dgh.shape[-1]
+    if cell == "indrnn":
+        dw = (dgh * h_prev_all).sum((0, 1))
+    else:
+        dw = dgh.reshape(-1, gates).t() @ h_prev_all.reshape(-1, hidden)
+    db = dgh.reshape(-1, gates).sum(0)
+    return dw, db
+
+
 def backward(
     cell: str,
     acts: Acts,
@@ -103,49 +167,24 @@ def backward(
     hn_all: torch.Tensor,
     lengths: torch.Tensor,
 ) -> tuple[torch.Tensor, ...]:
-    """-> dgx, dW_hh, db_hh, dh0, dc0 (dc0 empty unless LSTM)."""
-    phi, phi_c, sig, dphi, dphi_c, dsig = resolve(acts)
-    batch, steps, hidden = out.shape
+    """-> dgx, dW_hh, db_hh, dh0, dc0 (dc0 empty unless LSTM).
+
+    Steps run from T-1 down to 0 (:func:`_step_grads`); a padded step passes ``dh`` and
+    ``dc`` through unchanged and contributes no gradient; ``dh_{t-1} = direct + dg W_hh``.
+    """
+    fns = resolve(acts)
+    steps = out.shape[1]
     mask = step_mask_or_none(lengths, steps, out.device)
     dh, dc = grad_h, grad_c
     dghs: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
     dgxs: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
     go = grad_out.unbind(1)
-    pres, hs = pre.unbind(1), out.unbind(1)
+    hs = out.unbind(1)
+    saved = (pre, c_all, c0, hn_all)
     for t in range(steps - 1, -1, -1):
         d = dh + (go[t] if mask is None else go[t] * mask[t])  # padded outputs are constants
-        p = pres[t]
         h_prev = hs[t - 1] if t else h0
-        direct = None
-        if cell in ("rnn", "indrnn"):
-            dg = d * dphi(p)
-            dx = dg
-        elif cell == "lstm":
-            c_t = c_all[:, t]
-            c_prev = c_all[:, t - 1] if t else c0
-            ai, af, ag, ao = p.chunk(4, dim=1)
-            tc = phi_c(c_t)
-            dct = dc + d * sig(ao) * dphi_c(c_t)
-            dg = torch.cat(
-                [
-                    dct * phi(ag) * dsig(ai),
-                    dct * c_prev * dsig(af),
-                    dct * sig(ai) * dphi(ag),
-                    d * tc * dsig(ao),
-                ],
-                dim=1,
-            )
-            dx = dg
-            dc_new = dct * sig(af)
-        else:
-            ar, az, an = p.chunk(3, dim=1)
-            r, z = sig(ar), sig(az)
-            dan = d * (1.0 - z) * dphi(an)
-            dar = dan * hn_all[:, t] * dsig(ar)
-            daz = d * (h_prev - phi(an)) * dsig(az)
-            dx = torch.cat([dar, daz, dan], dim=1)
-            dg = torch.cat([dar, daz, dan * r], dim=1)
-            direct = d * z
+        dg, dx, direct, dc_new = _step_grads(cell, fns, d, t, saved, h_prev, dc)
         if mask is not None:
             m = mask[t]
             dg, dx = dg * m, dx * m
@@ -163,11 +202,5 @@ def backward(
         dghs[t], dgxs[t] = dg, dx
     dgh = torch.stack(dghs, 1)
     dgx = torch.stack(dgxs, 1) if cell == "gru" else dgh
-    h_prev_all = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
-    gates = dgh.shape[-1]
-    if cell == "indrnn":
-        dw = (dgh * h_prev_all).sum((0, 1))
-    else:
-        dw = dgh.reshape(-1, gates).t() @ h_prev_all.reshape(-1, hidden)
-    db = dgh.reshape(-1, gates).sum(0)
+    dw, db = _weight_grads(cell, dgh, h0, out)
     return dgx, dw, db, dh, dc if dc is not None else out.new_empty(0)
