@@ -14,13 +14,11 @@ never heard in training. Both datasets are made by one builder (:func:`_build_sy
    (:mod:`rnnlab.data.speech.render`).
 4. **Featurise** (:mod:`rnnlab.data.speech.features`) and normalise with train statistics.
 
-The two public builders are that builder with a different *kind*, the one group of
-options in which they differ (what a clip says and how it is labelled):
-:func:`build_speech_commands_synth` (:class:`WordClips`: one word per 1 s clip,
-``classification``) and :func:`build_speech_digits_synth` (:class:`DigitStrings`: 3-7
-digit strings of natural length, ``ctc``). The options they share are
-:class:`SynthVoices`, :class:`~rnnlab.data.options.Fractions` and
-:class:`~rnnlab.data.speech.options.SpeechOptions` (:func:`rnnlab.data.options.takes`).
+The two public builders are that builder with a different *kind* (what a clip says,
+how it is labelled): :func:`build_speech_commands_synth` (:class:`WordClips`, one word
+per 1 s clip, ``classification``) and :func:`build_speech_digits_synth`
+(:class:`DigitStrings`, 3-7 digits of natural length, ``ctc``); they share the option
+groups :class:`SynthVoices`, ``Fractions`` and ``SpeechOptions``.
 """
 
 from __future__ import annotations
