@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 export WANDB_SILENT := true
 
-.PHONY: venv test repro params bench bench-quick lint format clean
+.PHONY: venv test repro params bench bench-quick bench-gpu check-gpu lint format clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,13 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run --quick
+
+# CUDA machines only (torch + Triton): GPU speed/memory table, and the Triton backend's checks.
+bench-gpu: $(STAMP)
+	PYTHONPATH=src $(PY) -m benchmarks.gpu
+
+check-gpu: $(STAMP)
+	PYTHONPATH=src $(PY) -m benchmarks.check_gpu
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -12,7 +12,7 @@ for a CPU float32/float64 tensor (``python`` if the build fails, with a one-line
 notice), ``python`` otherwise. A forced choice that cannot run the tensor's dtype
 (float64 on ``triton``, bfloat16 on ``cpp``) runs ``python``; a forced ``triton``
 without Triton, or on a CPU tensor without the interpreter, is an error naming the fix.
-The choice made is logged once per (backend, device type) on the ``rnnlab.nn.kernels``
+The choice made is logged once per (backend, device type, dtype) on the ``rnnlab.nn.kernels``
 logger, and ``describe_backend`` names it for the layers' repr.
 """
 
@@ -115,13 +115,14 @@ def backend_for(x: torch.Tensor) -> str:
     """The backend that will run a layer on tensor ``x``: ``cpp``, ``triton`` or ``python``."""
     choice = _choose(x)
     seen = _state.setdefault("logged", set())
-    key = (choice, x.device.type)
+    key = (choice, x.device.type, x.dtype)
     if key not in seen:  # type: ignore[operator]
         seen.add(key)  # type: ignore[union-attr]
         log.info(
-            "rnnlab recurrent kernel: backend=%s for %s tensors (RNNLAB_KERNEL=%s)",
+            "rnnlab recurrent kernel: backend=%s for %s %s tensors (RNNLAB_KERNEL=%s)",
             choice,
             x.device.type,
+            str(x.dtype).removeprefix("torch."),
             requested_backend(),
         )
     return choice

@@ -115,7 +115,7 @@ def test_backend_choice(monkeypatch, triton_backend, caplog):
     with caplog.at_level(logging.INFO, logger="rnnlab.nn.kernels"):
         assert backend_for(x) == "triton" and backend_for(x) == "triton"
     assert [r.getMessage() for r in caplog.records].count(
-        "rnnlab recurrent kernel: backend=triton for cpu tensors (RNNLAB_KERNEL=triton)"
+        "rnnlab recurrent kernel: backend=triton for cpu float32 tensors (RNNLAB_KERNEL=triton)"
     ) == 1  # logged once
     assert backend_for(x.double()) == "python"  # float64 is not a Triton dtype
     assert describe_backend(x) == "triton"
