@@ -164,7 +164,7 @@ def test_layer_norm_and_peephole_parameters_are_outside_the_torch_container():
     assert "variant_params.1.peephole" in names and "variant_params.0.ln_c_gain" in names
     ref = torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True)
     ref.load_state_dict(layer.rnn.state_dict())
-    assert "variant loop" in repr(layer) and "peephole=True" in repr(layer)
+    assert "variant kernel, backend=cpp" in repr(layer) and "peephole=True" in repr(layer)
 
 
 def test_wrong_combinations_fail_at_build_naming_the_key():

@@ -9,7 +9,9 @@
 //   the recurrent product; dW_hh = dG^T (H_prev * m), dh_{t-1} += (dG W_hh) * m) and
 //   zoneout (s_t = k s_{t-1} + (1 - k) s~_t with per-step masks k (T, B, width) in
 //   training, k = z everywhere in eval; ds_{t-1} += k ds_t, ds~_t = (1 - k) ds_t).
-// Layer norm is not here (its layers run nn/variant_cells.py's loop).
+// - layer norm (Ba et al.): per row and step, LN(W u_t) and LN(U h_{t-1}) per gate block
+//   and the LSTM's LN(c~_t) before phi_c; x^ and 1/std are saved, the backward runs LN's
+//   backward per row and reduces the gains' and biases' gradients after the loop.
 // The masks are drawn in Python (variant_recurrence.py) in the order the per-step loop
 // draws them, so both paths see the same masks under a seed.
 //
@@ -44,18 +46,64 @@ struct Spec {
   const T* kc;    // (S, B, H) of c (LSTM)
   T z;            // eval zoneout: the keep probability everywhere (0: no zoneout)
   bool proj;
+  const T *lnh_g, *lnh_b;  // (G, H) gains/biases of LN(U h) per block, or null (no LN)
+  const T *lnc_g, *lnc_b;  // (H,) of LN(c~) (LSTM)
+  const T *lnx_g, *lnx_b;  // (G, H) of LN(W u) per block
+  bool ln() const { return lnh_g != nullptr; }
   bool zoned() const { return kh != nullptr || z != T(0); }
   T keep_h(int64_t t, int64_t b, int64_t k) const { return kh ? kh[(t * B + b) * Hh + k] : z; }
   T keep_c(int64_t t, int64_t b, int64_t k) const { return kc ? kc[(t * B + b) * H + k] : z; }
 };
 
+constexpr double kLnEps = 1e-5;  // variant_cells.LN_EPS
+
+// y = LN(y) g + beta over its n units, in place (biased variance); x^ and 1/std are
+// written to xhat and rstd when those are given.
+template <typename T>
+void ln_fwd(T* __restrict__ y, const T* __restrict__ g, const T* __restrict__ beta, int64_t n,
+            T* __restrict__ xhat, T* rstd) {
+  T mean = 0, var = 0;
+#pragma omp simd reduction(+ : mean)
+  for (int64_t k = 0; k < n; ++k) mean += y[k];
+  mean /= T(n);
+#pragma omp simd reduction(+ : var)
+  for (int64_t k = 0; k < n; ++k) var += (y[k] - mean) * (y[k] - mean);
+  const T rs = T(1) / std::sqrt(var / T(n) + T(kLnEps));
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    const T xh = (y[k] - mean) * rs;
+    if (xhat) xhat[k] = xh;
+    y[k] = xh * g[k] + beta[k];
+  }
+  if (rstd) *rstd = rs;
+}
+
+// dx = rstd (dy g - mean(dy g) - x^ mean(dy g x^)), the gradient through ln_fwd's input;
+// dx may alias dy.
+template <typename T>
+void ln_bwd(const T* dy, const T* __restrict__ g, const T* __restrict__ xhat, T rs, int64_t n,
+            T* dx) {
+  T m1 = 0, m2 = 0;
+#pragma omp simd reduction(+ : m1, m2)
+  for (int64_t k = 0; k < n; ++k) {
+    m1 += dy[k] * g[k];
+    m2 += dy[k] * g[k] * xhat[k];
+  }
+  m1 /= T(n);
+  m2 /= T(n);
+  for (int64_t k = 0; k < n; ++k) dx[k] = rs * (dy[k] * g[k] - m1 - xhat[k] * m2);
+}
+
 // LSTM gate values q = (i, f, g, o) from the pre-activations p (peepholes already in
 // a_i, a_f; a_o gets p_o c~ here), the new cell c~ and r = o * phi_c(c~). With d != null
-// also the derivatives dq = (i', f', g', o') and tc, dtc = phi_c(c~), phi_c'(c~).
+// also the derivatives dq = (i', f', g', o') and tc, dtc = phi_c(cn), phi_c'(cn), where cn
+// is c~, or with layer norm LN(c~) (the forward computes it into cn, saving x^ and 1/std
+// to xc, rc; the backward passes it in).
 template <typename T>
 void lstm_gates(const Spec<T>& s, T* __restrict__ p, T* __restrict__ q, T* __restrict__ dq,
-                const T* __restrict__ cp, T* __restrict__ ct, T* __restrict__ tc,
-                T* __restrict__ dtc, bool forward) {
+                const T* __restrict__ cp, T* __restrict__ ct, T* __restrict__ cn,
+                T* __restrict__ tc, T* __restrict__ dtc, bool forward, T* xc = nullptr,
+                T* rc = nullptr) {
   const int64_t H = s.H, v = s.variant;
   auto gate = [&](int64_t a, int64_t off) {
     if (dq) {
@@ -94,13 +142,18 @@ void lstm_gates(const Spec<T>& s, T* __restrict__ p, T* __restrict__ q, T* __res
     }
   }
   if (v == NOG) constant(3 * H, T(1)); else gate(s.sigma, 3 * H);
+  if (s.ln() && forward) {
+    std::copy(ct, ct + H, cn);
+    ln_fwd<T>(cn, s.lnc_g, s.lnc_b, H, xc, rc);
+  }
+  const T* cin = s.ln() ? cn : ct;
   if (v == NOAF) {
-    std::copy(ct, ct + H, tc);
+    std::copy(cin, cin + H, tc);
     if (dtc) std::fill(dtc, dtc + H, T(1));
   } else if (dtc) {
-    act_both<T>(s.phi_c, ct, tc, dtc, H);
+    act_both<T>(s.phi_c, cin, tc, dtc, H);
   } else {
-    act_fwd<T>(s.phi_c, ct, tc, H);
+    act_fwd<T>(s.phi_c, cin, tc, H);
   }
 }
 
@@ -109,20 +162,14 @@ void lstm_gates(const Spec<T>& s, T* __restrict__ p, T* __restrict__ q, T* __res
 template <typename T>
 void forward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ x,
                  const T* __restrict__ r, const T* __restrict__ bs, const T* __restrict__ bh,
-                 const T* __restrict__ bi, const T* __restrict__ u, T* __restrict__ p,
+                 const T* __restrict__ bi, T* __restrict__ p,
                  T* __restrict__ q, const T* __restrict__ hprev, T* __restrict__ cb,
                  T* __restrict__ ct_save, T* __restrict__ cs_save, T* __restrict__ hn_save,
-                 T* __restrict__ hc) {
+                 T* __restrict__ hc, T* xc_save, T* rc_save) {
   const int64_t H = s.H;
-  if (s.cell == RNN || s.cell == IND) {
-    if (s.cell == RNN) {
+  if (s.cell == RNN || s.cell == IND) {  // IND: r = u * (m * h_{t-1}), filled by the loop
 #pragma omp simd
-      for (int64_t k = 0; k < H; ++k) p[k] = x[k] + r[k] + bs[k];
-    } else {
-      const T* m = s.drop ? s.drop + b * H : nullptr;
-#pragma omp simd
-      for (int64_t k = 0; k < H; ++k) p[k] = x[k] + u[k] * hprev[k] * (m ? m[k] : T(1)) + bs[k];
-    }
+    for (int64_t k = 0; k < H; ++k) p[k] = x[k] + r[k] + bs[k];
     act_fwd<T>(s.phi, p, hc, H);
   } else if (s.cell == LSTM) {
 #pragma omp simd
@@ -136,7 +183,8 @@ void forward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ x
     }
     T* ct = q + 4 * H;
     T* tc = q + 5 * H;
-    lstm_gates<T>(s, p, q, nullptr, cb, ct, tc, nullptr, true);
+    T* cn = q + 6 * H;
+    lstm_gates<T>(s, p, q, nullptr, cb, ct, cn, tc, nullptr, true, xc_save, rc_save);
 #pragma omp simd
     for (int64_t k = 0; k < H; ++k) hc[k] = q[3 * H + k] * tc[k];
     if (ct_save) std::copy(ct, ct + H, ct_save);
@@ -170,7 +218,13 @@ void forward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ x
 }
 
 struct FwdBufs {
-  at::Tensor gh, hin, hc, rb, tmp;
+  at::Tensor gh, hin, hc, rb, tmp, xs;  // xs: LN(W u_t) rows (layer norm)
+};
+
+// x^ and 1/std of LN(U h) (B, T, G*H), (B, T, G), of LN(c~) (B, T, H), (B, T) and of
+// LN(W u) (B, T, G*H), (B, T, G).
+struct LnSaved {
+  at::Tensor xh, rh, xc, rc, xx, rx;
 };
 
 template <typename T>
@@ -178,7 +232,7 @@ void forward_loop(const Spec<T>& s, const at::Tensor& gx, const at::Tensor& w_hh
                   const at::Tensor& w_hr, const at::Tensor& b_ih, const at::Tensor& b_hh,
                   at::Tensor& out, at::Tensor& h, at::Tensor& c, at::Tensor& pre,
                   at::Tensor& ct_all, at::Tensor& cs_all, at::Tensor& hn_all, FwdBufs& buf,
-                  bool save) {
+                  LnSaved& ln, bool save) {
   const int64_t B = s.B, S = s.S, GH = s.GH, H = s.H, Hh = s.Hh;
   const at::Tensor b_sum = b_ih + b_hh;
   const T *gx_p = gx.data_ptr<T>(), *bs = b_sum.data_ptr<T>();
@@ -195,9 +249,22 @@ void forward_loop(const Spec<T>& s, const at::Tensor& gx, const at::Tensor& w_hh
       : StepMatmul<T>(w_hh, /*transpose=*/true, rows, &budget);
   const StepMatmul<T> project = s.proj ? StepMatmul<T>(w_hr, true, rows, &budget) : StepMatmul<T>();
   const T* u = s.cell == IND ? w_hh.data_ptr<T>() : nullptr;
+  const int64_t G = GH / H;
+  T *xh_p = ptr_or_null<T>(ln.xh), *rh_p = ptr_or_null<T>(ln.rh);
+  T *xc_p = ptr_or_null<T>(ln.xc), *rc_p = ptr_or_null<T>(ln.rc);
+  T *xx_p = ptr_or_null<T>(ln.xx), *rx_p = ptr_or_null<T>(ln.rx);
+  T* xs_p = ptr_or_null<T>(buf.xs);
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
     for (int64_t t = 0; t < S; ++t) {
-      if (s.cell != IND) {
+      if (s.cell == IND) {  // the elementwise "product" u * (m * h)
+        for (int64_t b = r0; b < r1; ++b) {
+          const T* m = s.drop ? s.drop + b * H : nullptr;
+          const T* hb = h_p + b * H;
+          T* r = gh_p + b * GH;
+#pragma omp simd
+          for (int64_t k = 0; k < H; ++k) r[k] = u[k] * hb[k] * (m ? m[k] : T(1));
+        }
+      } else {
         const T* hsrc = h_p;
         if (s.drop) {  // the recurrent product reads m * h_{t-1}
           for (int64_t b = r0; b < r1; ++b)
@@ -212,14 +279,31 @@ void forward_loop(const Spec<T>& s, const at::Tensor& gx, const at::Tensor& w_hh
         if (t >= s.L[b]) {  // padded: keep the state (saved as is, so the backward reads finite values)
           if (save && ct_p) std::copy(c_p + b * H, c_p + (b + 1) * H, ct_p + bt * H);
           if (save && cs_p) std::copy(c_p + b * H, c_p + (b + 1) * H, cs_p + bt * H);
+          if (xh_p) std::fill(xh_p + bt * GH, xh_p + (bt + 1) * GH, T(0));
+          if (xx_p) std::fill(xx_p + bt * GH, xx_p + (bt + 1) * GH, T(0));
+          if (xc_p) std::fill(xc_p + bt * H, xc_p + (bt + 1) * H, T(0));
           continue;
         }
+        const T* x = gx_p + bt * GH;
+        if (s.ln()) {
+          T* xs = xs_p + b * GH;  // LN(W u_t) of this row
+          std::copy(x, x + GH, xs);
+          x = xs;
+          for (int64_t g = 0; g < G; ++g) {
+            const int64_t o = g * H;
+            ln_fwd<T>(xs + o, s.lnx_g + o, s.lnx_b + o, H, xx_p ? xx_p + bt * GH + o : nullptr,
+                      rx_p ? rx_p + bt * G + g : nullptr);
+            ln_fwd<T>(gh_p + b * GH + o, s.lnh_g + o, s.lnh_b + o, H,
+                      xh_p ? xh_p + bt * GH + o : nullptr, rh_p ? rh_p + bt * G + g : nullptr);
+          }
+        }
         T* dest = s.proj ? rb_p + b * H : hc_p + b * Hh;
-        forward_row<T>(s, b, t, gx_p + bt * GH, gh_p + b * GH, bs, bh, bi, u,
-                       pre_p + (save ? bt : b) * GH, tmp_p + b * 6 * H, h_p + b * Hh,
+        forward_row<T>(s, b, t, x, gh_p + b * GH, bs, bh, bi,
+                       pre_p + (save ? bt : b) * GH, tmp_p + b * 7 * H, h_p + b * Hh,
                        c_p ? c_p + b * H : nullptr, save && ct_p ? ct_p + bt * H : nullptr,
                        save && cs_p ? cs_p + bt * H : nullptr,
-                       save && hn_p ? hn_p + bt * H : nullptr, dest);
+                       save && hn_p ? hn_p + bt * H : nullptr, dest,
+                       xc_p ? xc_p + bt * H : nullptr, rc_p ? rc_p + bt : nullptr);
       }
       if (s.proj) project(rb_p + r0 * H, H, r1 - r0, T(0), hc_p + r0 * Hh, Hh);
       for (int64_t b = r0; b < r1; ++b) {
@@ -248,10 +332,12 @@ template <typename T>
 Spec<T> make_spec(int64_t B, int64_t S, int64_t GH, int64_t H, int64_t Hh, int64_t cell,
                   int64_t phi, int64_t phi_c, int64_t sigma, int64_t variant, const int64_t* L,
                   const at::Tensor& peep, const at::Tensor& drop, const at::Tensor& kh,
-                  const at::Tensor& kc, double z, bool proj) {
+                  const at::Tensor& kc, double z, bool proj, const std::vector<at::Tensor>& ln) {
   Spec<T> s{B, S, GH, H, Hh, cell, phi, phi_c, sigma, variant, L,
             ptr_or_null<T>(peep), ptr_or_null<T>(drop), ptr_or_null<T>(kh),
-            ptr_or_null<T>(kc), static_cast<T>(kh.numel() ? 0.0 : z), proj};
+            ptr_or_null<T>(kc), static_cast<T>(kh.numel() ? 0.0 : z), proj,
+            ptr_or_null<T>(ln[0]), ptr_or_null<T>(ln[1]), ptr_or_null<T>(ln[2]),
+            ptr_or_null<T>(ln[3]), ptr_or_null<T>(ln[4]), ptr_or_null<T>(ln[5])};
   return s;
 }
 
@@ -262,7 +348,10 @@ void check_inputs(const at::Tensor& gx, int64_t cell, int64_t GH, int64_t H) {
 
 // gx (B, T, G*H) contiguous, W u without bias. Returns {out, h_T, c_T, pre, ct_all,
 // cs_all, hn_all}: pre the complete pre-activations (biases, peepholes), ct_all the new
-// cells c~_t, cs_all the zoned cell states (empty without zoneout: then c_t = c~_t).
+// cells c~_t, cs_all the zoned cell states (empty without zoneout: then c_t = c~_t),
+// and with layer norm x^, 1/std of LN(U h) per block, of LN(c~) and of LN(W u) per block.
+// ln_params: LN(U h)'s gain and bias (G, H), LN(c~)'s (H,), LN(W u)'s (G, H) (all
+// empty: no layer norm).
 std::vector<at::Tensor> var_forward(const at::Tensor& gx, const at::Tensor& w_hh,
                                     const at::Tensor& b_ih, const at::Tensor& b_hh,
                                     const at::Tensor& h0, const at::Tensor& c0,
@@ -270,7 +359,8 @@ std::vector<at::Tensor> var_forward(const at::Tensor& gx, const at::Tensor& w_hh
                                     const at::Tensor& drop, const at::Tensor& kh,
                                     const at::Tensor& kc, double z, const at::Tensor& lengths,
                                     int64_t cell, int64_t phi, int64_t phi_c, int64_t sigma,
-                                    int64_t variant, bool save) {
+                                    int64_t variant, std::vector<at::Tensor> ln_params,
+                                    bool save) {
   const int64_t B = gx.size(0), S = gx.size(1), GH = gx.size(2);
   const int64_t H = GH / gates_of(cell), Hh = h0.size(1);
   const bool proj = w_hr.numel() > 0;
@@ -288,18 +378,29 @@ std::vector<at::Tensor> var_forward(const at::Tensor& gx, const at::Tensor& w_hh
   at::Tensor hn_all = (save && cell == GRU) ? at::empty({B, S, H}, opts) : empty0(gx);
   FwdBufs buf{at::empty({B, GH}, opts), drop.numel() ? at::empty({B, Hh}, opts) : empty0(gx),
               at::zeros({B, Hh}, opts), proj ? at::zeros({B, H}, opts) : empty0(gx),
-              at::empty({B, 6 * H}, opts)};
+              at::empty({B, 7 * H}, opts)};
+  const bool ln = ln_params.at(0).numel() > 0;
+  buf.xs = ln ? at::empty({B, GH}, opts) : empty0(gx);
+  for (auto& t : ln_params) t = t.contiguous();
+  const int64_t G = gates_of(cell);
+  LnSaved lns{(save && ln) ? at::empty({B, S, GH}, opts) : empty0(gx),
+              (save && ln) ? at::empty({B, S, G}, opts) : empty0(gx),
+              (save && ln && lstm) ? at::empty({B, S, H}, opts) : empty0(gx),
+              (save && ln && lstm) ? at::empty({B, S}, opts) : empty0(gx),
+              (save && ln) ? at::empty({B, S, GH}, opts) : empty0(gx),
+              (save && ln) ? at::empty({B, S, G}, opts) : empty0(gx)};
   const at::Tensor len = lengths.to(at::kLong).contiguous();
   const at::Tensor whh = w_hh.contiguous(), whr = w_hr.contiguous();
   const at::Tensor pe = peep.contiguous(), dr = drop.contiguous();
   const at::Tensor khc = kh.contiguous(), kcc = kc.contiguous();
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnlab_var_forward", [&] {
     const Spec<scalar_t> s = make_spec<scalar_t>(B, S, GH, H, Hh, cell, phi, phi_c, sigma, variant,
-                                                 len.data_ptr<int64_t>(), pe, dr, khc, kcc, z, proj);
+                                                 len.data_ptr<int64_t>(), pe, dr, khc, kcc, z, proj,
+                                                 ln_params);
     forward_loop<scalar_t>(s, gx, whh, whr, b_ih.contiguous(), b_hh.contiguous(), out, h, c, pre,
-                           ct_all, cs_all, hn_all, buf, save);
+                           ct_all, cs_all, hn_all, buf, lns, save);
   });
-  return {out, h, c, pre, ct_all, cs_all, hn_all};
+  return {out, h, c, pre, ct_all, cs_all, hn_all, lns.xh, lns.rh, lns.xc, lns.rc, lns.xx, lns.rx};
 }
 
 // Backward phase A for row b at step t < L[b]: add the output gradient, split dh into
@@ -335,30 +436,38 @@ struct BwdPtrs {
 template <typename T>
 void backward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ d,
                   const T* __restrict__ p, const T* __restrict__ cp, const T* __restrict__ ct,
-                  const T* __restrict__ hn, const T* __restrict__ hprev, const T* __restrict__ u,
+                  const T* __restrict__ hn, const T* __restrict__ hprev,
                   T* __restrict__ q, T* __restrict__ dg, T* __restrict__ dx,
-                  T* __restrict__ dhb, T* __restrict__ dcb, T* __restrict__ r_save) {
+                  T* __restrict__ dhb, T* __restrict__ dcb, T* __restrict__ r_save,
+                  const T* xc, T rc, T* dcn_save) {
   const int64_t H = s.H;
   if (s.cell == RNN || s.cell == IND) {
-    act_bwd<T>(s.phi, p, d, dg, H);
-    if (s.cell == IND) {
-      const T* m = s.drop ? s.drop + b * H : nullptr;
-#pragma omp simd
-      for (int64_t k = 0; k < H; ++k) dhb[k] += u[k] * dg[k] * (m ? m[k] : T(1));
-    }
+    act_bwd<T>(s.phi, p, d, dg, H);  // IND: the loop adds u * dG to dh
   } else if (s.cell == LSTM) {
     T* dq = q + 4 * H;
     T* tc = q + 8 * H;
     T* dtc = q + 9 * H;
-    // forward=false: lstm_gates reads p and ct, writes only q, dq, tc, dtc
-    lstm_gates<T>(s, const_cast<T*>(p), q, dq, cp, const_cast<T*>(ct), tc, dtc, false);
+    T* dcl = q + 10 * H;  // dL/dc~ through h~ (through LN(c~) with layer norm)
+    T* cn = q + 11 * H;
+    if (s.ln()) {
+#pragma omp simd
+      for (int64_t k = 0; k < H; ++k) cn[k] = xc[k] * s.lnc_g[k] + s.lnc_b[k];
+    }
+    // forward=false: lstm_gates reads p, ct and cn, writes only q, dq, tc, dtc
+    lstm_gates<T>(s, const_cast<T*>(p), q, dq, cp, const_cast<T*>(ct), cn, tc, dtc, false);
+#pragma omp simd
+    for (int64_t k = 0; k < H; ++k) dcl[k] = d[k] * q[3 * H + k] * dtc[k];
+    if (s.ln()) {
+      std::copy(dcl, dcl + H, dcn_save);
+      ln_bwd<T>(dcl, s.lnc_g, xc, rc, H, dcl);
+    }
     const T cf = s.variant == CIFG ? T(1) : T(0);
     const bool peep = s.peep != nullptr;
     const T* pi = s.peep;
     const T* pf = peep ? s.peep + H : nullptr;
     const T* po = peep ? s.peep + 2 * H : nullptr;
     for (int64_t k = 0; k < H; ++k) {
-      T dct = d[k] * q[3 * H + k] * dtc[k];
+      T dct = dcl[k];
       if (s.zoned()) {
         const T kk = s.keep_c(t, b, k);
         dct += (T(1) - kk) * dcb[k];
@@ -401,14 +510,16 @@ void backward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ 
 }
 
 struct BwdBufs {
-  at::Tensor dh, dc, dgh, dgx, dht, dr, rr, mm, tmp;
+  // with layer norm dR: dL/d(U h), dX: dL/d(W u) (LN's input), dcn: dL/dLN(c~)
+  at::Tensor dh, dc, dgh, dgx, dht, dr, rr, mm, tmp, dR, dcn, dX;
 };
 
 template <typename T>
 void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out,
                    const at::Tensor& pre, const at::Tensor& ct_all, const at::Tensor& cs_all,
                    const at::Tensor& hn_all, const at::Tensor& h0c, const at::Tensor& c0c,
-                   const at::Tensor& w_hh, const at::Tensor& w_hr, BwdBufs& buf) {
+                   const at::Tensor& w_hh, const at::Tensor& w_hr, const LnSaved& ln,
+                   BwdBufs& buf) {
   const int64_t B = s.B, S = s.S, GH = s.GH, H = s.H, Hh = s.Hh;
   const int64_t gs0 = go.stride(0), gs1 = go.stride(1), gs2 = go.stride(2);
   const T *go_p = go.data_ptr<T>(), *out_p = out.data_ptr<T>(), *pre_p = pre.data_ptr<T>();
@@ -427,6 +538,12 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
       : StepMatmul<T>(w_hh, /*transpose=*/false, rows, &budget);
   const StepMatmul<T> project = s.proj ? StepMatmul<T>(w_hr, false, rows, &budget) : StepMatmul<T>();
   const T* u = s.cell == IND ? w_hh.data_ptr<T>() : nullptr;
+  const int64_t G = GH / H;
+  const T *xh_p = ptr_or_null<T>(ln.xh), *rh_p = ptr_or_null<T>(ln.rh);
+  const T *xc_p = ptr_or_null<T>(ln.xc), *rc_p = ptr_or_null<T>(ln.rc);
+  T *dR_p = ptr_or_null<T>(buf.dR), *dcn_p = ptr_or_null<T>(buf.dcn);
+  T* dX_p = ptr_or_null<T>(buf.dX);
+  const T *xx_p = ptr_or_null<T>(ln.xx), *rx_p = ptr_or_null<T>(ln.rx);
   // dh~ rows: with a projection they are kept (B, S, P) for dW_hr, else one (B, Hh) row each
   const int64_t dht_rs = s.proj ? S * Hh : Hh;
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
@@ -440,6 +557,9 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
           if (s.cell == GRU) std::fill(dgx_p + bt * GH, dgx_p + (bt + 1) * GH, T(0));
           std::fill(dht, dht + Hh, T(0));
           if (rr_p) std::fill(rr_p + bt * H, rr_p + (bt + 1) * H, T(0));
+          if (dR_p) std::fill(dR_p + bt * GH, dR_p + (bt + 1) * GH, T(0));
+          if (dX_p) std::fill(dX_p + bt * GH, dX_p + (bt + 1) * GH, T(0));
+          if (dcn_p) std::fill(dcn_p + bt * H, dcn_p + (bt + 1) * H, T(0));
           continue;
         }
         split_dh<T>(s, b, t, go_p + b * gs0 + t * gs1, gs2, dh_p + b * Hh, dht);
@@ -453,12 +573,32 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
         if (s.cell == LSTM) cp = t ? cs_p + (bt - 1) * H : c0_p + b * H;
         const T* hprev = t ? out_p + (bt - 1) * Hh : h0_p + b * Hh;
         backward_row<T>(s, b, t, d, pre_p + bt * GH, cp, ct_p ? ct_p + bt * H : nullptr,
-                        hn_p ? hn_p + bt * H : nullptr, hprev, u, tmp_p + b * 10 * H,
+                        hn_p ? hn_p + bt * H : nullptr, hprev, tmp_p + b * 12 * H,
                         dgh_p + bt * GH, dgx_p + bt * GH, dh_p + b * Hh,
-                        dc_p ? dc_p + b * H : nullptr, rr_p ? rr_p + bt * H : nullptr);
+                        dc_p ? dc_p + b * H : nullptr, rr_p ? rr_p + bt * H : nullptr,
+                        xc_p ? xc_p + bt * H : nullptr, rc_p ? rc_p[bt] : T(0),
+                        dcn_p ? dcn_p + bt * H : nullptr);
+        if (s.ln()) {  // dR, dX: LN's backward of dG (GRU: of dx), block by block
+          const T* dxs = dgx_p + bt * GH;  // = dgh for all cells but GRU
+          for (int64_t g = 0; g < G; ++g) {
+            const int64_t o = bt * GH + g * H;
+            ln_bwd<T>(dgh_p + o, s.lnh_g + g * H, xh_p + o, rh_p[bt * G + g], H, dR_p + o);
+            ln_bwd<T>(dxs + g * H, s.lnx_g + g * H, xx_p + o, rx_p[bt * G + g], H, dX_p + o);
+          }
+        }
       }
-      if (s.cell == IND) continue;  // its u * dG term was added per row
-      const T* dg_rows = dgh_p + (r0 * S + t) * GH;
+      const T* src = s.ln() ? dR_p : dgh_p;  // the gradient of the step's product
+      if (s.cell == IND) {  // dh_{t-1} += u * dR * m
+        for (int64_t b = r0; b < r1; ++b) {
+          const T* m = s.drop ? s.drop + b * H : nullptr;
+          const T* dg = src + (b * S + t) * GH;
+          T* dhb = dh_p + b * H;
+#pragma omp simd
+          for (int64_t k = 0; k < H; ++k) dhb[k] += u[k] * dg[k] * (m ? m[k] : T(1));
+        }
+        continue;
+      }
+      const T* dg_rows = src + (r0 * S + t) * GH;
       if (s.drop) {  // dh_{t-1} += (dG W_hh) * m
         recur(dg_rows, S * GH, r1 - r0, T(0), mm_p + r0 * Hh, Hh);
         for (int64_t b = r0; b < r1; ++b)
@@ -471,14 +611,16 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
   });
 }
 
-// Returns {dgx, dW_hh, db_ih, db_hh, dh0, dc0, dW_hr, dpeep}.
+// Returns {dgx, dW_hh, db_ih, db_hh, dh0, dc0, dW_hr, dpeep, and for layer norm the
+// gradients of LN(U h)'s gain and bias (G, H), LN(c~)'s (H,) and LN(W u)'s (G, H)}.
 std::vector<at::Tensor> var_backward(
     const at::Tensor& grad_out, const at::Tensor& grad_h, const at::Tensor& grad_c,
     const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& peep,
     const at::Tensor& w_hr, const at::Tensor& drop, const at::Tensor& kh, const at::Tensor& kc,
     double z, const at::Tensor& out, const at::Tensor& pre, const at::Tensor& ct_all,
     const at::Tensor& cs_all, const at::Tensor& hn_all, const at::Tensor& lengths, int64_t cell,
-    int64_t phi, int64_t phi_c, int64_t sigma, int64_t variant) {
+    int64_t phi, int64_t phi_c, int64_t sigma, int64_t variant,
+    std::vector<at::Tensor> ln_params, std::vector<at::Tensor> ln_saved) {
   const int64_t B = out.size(0), S = out.size(1), Hh = out.size(2), GH = pre.size(2);
   const int64_t H = GH / gates_of(cell);
   const bool lstm = cell == LSTM, proj = w_hr.numel() > 0;
@@ -493,7 +635,14 @@ std::vector<at::Tensor> var_backward(
   buf.dr = proj ? at::empty({B, H}, opts) : empty0(out);
   buf.rr = proj ? at::empty({B, S, H}, opts) : empty0(out);
   buf.mm = drop.numel() ? at::empty({B, Hh}, opts) : empty0(out);
-  buf.tmp = at::empty({B, 10 * H}, opts);
+  buf.tmp = at::empty({B, 12 * H}, opts);
+  const bool ln = ln_params.at(0).numel() > 0;
+  for (auto& t : ln_params) t = t.contiguous();
+  buf.dR = ln ? at::empty({B, S, GH}, opts) : empty0(out);
+  buf.dcn = ln && lstm ? at::empty({B, S, H}, opts) : empty0(out);
+  buf.dX = ln ? at::empty({B, S, GH}, opts) : empty0(out);
+  const LnSaved lns{ln_saved.at(0), ln_saved.at(1), ln_saved.at(2),
+                    ln_saved.at(3), ln_saved.at(4), ln_saved.at(5)};
   const at::Tensor h0c = h0.contiguous(), c0c = lstm ? c0.contiguous() : empty0(out);
   const at::Tensor len = lengths.to(at::kLong).contiguous();
   const at::Tensor whh = w_hh.contiguous(), whr = w_hr.contiguous();
@@ -501,15 +650,18 @@ std::vector<at::Tensor> var_backward(
   const at::Tensor khc = kh.contiguous(), kcc = kc.contiguous();
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "rnnlab_var_backward", [&] {
     const Spec<scalar_t> s = make_spec<scalar_t>(B, S, GH, H, Hh, cell, phi, phi_c, sigma, variant,
-                                                 len.data_ptr<int64_t>(), pe, dr, khc, kcc, z, proj);
-    backward_loop<scalar_t>(s, grad_out, out, pre, ct_all, cs_all, hn_all, h0c, c0c, whh, whr, buf);
+                                                 len.data_ptr<int64_t>(), pe, dr, khc, kcc, z, proj,
+                                                 ln_params);
+    backward_loop<scalar_t>(s, grad_out, out, pre, ct_all, cs_all, hn_all, h0c, c0c, whh, whr, lns,
+                            buf);
   });
   // dW_hh = sum_{b,t} dG^T (m * h_{t-1}) as one product over the (B*T) rows.
   at::Tensor h_prev = at::cat({h0c.unsqueeze(1), out.narrow(1, 0, S - 1)}, 1);
   if (drop.numel()) h_prev = h_prev * dr.unsqueeze(1);
   const at::Tensor dg_flat = buf.dgh.view({B * S, GH});
-  at::Tensor dw = cell == IND ? (buf.dgh * h_prev).sum({0, 1})
-                              : at::mm(dg_flat.t(), h_prev.reshape({B * S, Hh}));
+  const at::Tensor& dprod = ln ? buf.dR : buf.dgh;  // the gradient of U h (of LN's input)
+  at::Tensor dw = cell == IND ? (dprod * h_prev).sum({0, 1})
+                              : at::mm(dprod.view({B * S, GH}).t(), h_prev.reshape({B * S, Hh}));
   at::Tensor db = dg_flat.sum(0);
   at::Tensor db_ih = cell == GRU ? buf.dgx.view({B * S, GH}).sum(0) : db;
   at::Tensor dw_hr = proj ? at::mm(buf.dht.view({B * S, Hh}).t(), buf.rr.view({B * S, H}))
@@ -523,7 +675,21 @@ std::vector<at::Tensor> var_backward(
                        (dg4.select(2, 1) * c_prev).sum({0, 1}),
                        (dg4.select(2, 3) * ct_all).sum({0, 1})});
   }
-  return {buf.dgx, dw, db_ih, db, buf.dh, buf.dc, dw_hr, dpeep};
+  // LN gains and biases: dgamma = sum dY * x^, dbeta = sum dY (dY: the LN output's gradient)
+  std::vector<at::Tensor> dln(6, empty0(out));
+  if (ln) {
+    const int64_t G = GH / H;
+    dln[0] = (buf.dgh * lns.xh).sum({0, 1}).view({G, H});
+    dln[1] = db.view({G, H}).clone();
+    if (lstm) {
+      dln[2] = (buf.dcn * lns.xc).sum({0, 1});
+      dln[3] = buf.dcn.sum({0, 1});
+    }
+    dln[4] = (buf.dgx * lns.xx).sum({0, 1}).view({G, H});
+    dln[5] = db_ih.view({G, H}).clone();
+  }
+  return {ln ? buf.dX : buf.dgx, dw, db_ih, db, buf.dh, buf.dc, dw_hr, dpeep,
+          dln[0], dln[1], dln[2], dln[3], dln[4], dln[5]};
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 """The cell variants on the C++ kernel: variant_recurrence.cpp and its autograd Function.
 
 ``variant_kernel_direction`` runs one direction of a layer with a non-plain ``Variant``
-(Greff variants, peepholes, recurrent dropout, zoneout) and/or an LSTM projection, with
-the same arguments and results as ``variant_cells.variant_direction`` (the per-step
-autograd loop, which stays the reference and the fallback: layer norm, non-CPU tensors,
-other dtypes, ``RNNLAB_KERNEL=python`` or a failed build). As in nn/kernels/__init__.py,
+(Greff variants, peepholes, layer norm, recurrent dropout, zoneout) and/or an LSTM
+projection, with the same arguments and results as ``variant_cells.variant_direction``
+(the per-step autograd loop, which stays the reference and the fallback: non-CPU
+tensors, other dtypes, ``RNNLAB_KERNEL=python`` or a failed build). Layer norm runs per
+row and step in the kernel (LN(W u), LN(U h) per gate block, the LSTM's LN(c~)): as
+autograd ops outside the loop, LN(W u) alone cost more than the whole loop. As in nn/kernels/__init__.py,
 ``gx = W u`` for all steps is one product outside (autograd gives dW_ih, dX), the loop
 runs in C++ with one product per step (two with a projection), and the backward is
 hand-written, with dW_hh (and dW_hr, the peepholes) as one reduction after the loop.
@@ -27,21 +29,23 @@ from torch.nn import functional as F
 
 from rnnlab.nn.activations import KERNEL_CODES
 from rnnlab.nn.cells import NUM_GATES, CellActivations, State
-from rnnlab.nn.kernels import CELL_CODES, backend_for
+from rnnlab.nn.kernels import CELL_CODES, backend_for, requested_backend
+from rnnlab.nn.kernels.build import VARIANT_SOURCES, load_extension
 from rnnlab.nn.variants import LSTM_VARIANTS, Variant, VariantParams
 
 _state: dict[str, bool] = {}
 
 
 def variant_cpp_available() -> bool:
-    """Build/load the variant extension once per process; False (with a notice) if not."""
+    """Build/load the variant extension once per process; False (with a notice) if not
+    (``RNNLAB_KERNEL=cpp``: the error is raised)."""
     if "cpp" not in _state:
-        from rnnlab.nn.kernels.build import VARIANT_SOURCES, load_extension
-
         try:
             load_extension(VARIANT_SOURCES, prefix="rnnlab_var_")
             _state["cpp"] = True
         except Exception as err:  # no compiler, ...: the variant loop runs instead
+            if requested_backend() == "cpp":
+                raise
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
             print(
                 f"rnnlab: C++ variant kernel unavailable ({first}); using the variant loop",
@@ -52,8 +56,8 @@ def variant_cpp_available() -> bool:
 
 
 def kernel_carries(variant: Variant) -> bool:
-    """True when variant_recurrence.cpp implements every option of ``variant``."""
-    return not variant.layer_norm
+    """True when variant_recurrence.cpp implements every option of ``variant`` (all)."""
+    return True
 
 
 def kernel_runs(variant: Variant, x: torch.Tensor) -> bool:
@@ -70,17 +74,21 @@ class VariantRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gx, w_hh, b_ih, b_hh, h0, c0, peep, w_hr, lengths, masks, spec):
-        save = any(ctx.needs_input_grad[:8])
+    def forward(ctx, gx, w_hh, b_ih, b_hh, h0, c0, peep, w_hr, *ln_and_rest):
+        *ln_params, lengths, masks, spec = ln_and_rest
+        save = any(ctx.needs_input_grad[:14])
         cell, codes, variant, z = spec
-        out, h, c, pre, ct_all, cs_all, hn_all = torch.ops.rnnlab_variant_kernels.var_forward(
-            gx.contiguous(), w_hh, b_ih, b_hh, h0, c0, peep, w_hr, *masks, z, lengths, cell,
-            *codes, variant, save,
+        out, h, c, pre, ct_all, cs_all, hn_all, *ln_saved = (
+            torch.ops.rnnlab_variant_kernels.var_forward(
+                gx.contiguous(), w_hh, b_ih, b_hh, h0, c0, peep, w_hr, *masks, z, lengths,
+                cell, *codes, variant, ln_params, save,
+            )
         )  # fmt: skip
         if save:
             ctx.save_for_backward(
-                w_hh, h0, c0, peep, w_hr, *masks, out, pre, ct_all, cs_all, hn_all, lengths
-            )
+                w_hh, h0, c0, peep, w_hr, *masks, out, pre, ct_all, cs_all, hn_all, lengths,
+                *ln_params, *ln_saved,
+            )  # fmt: skip
         ctx.spec = spec
         if cell != CELL_CODES["lstm"]:
             ctx.mark_non_differentiable(c)
@@ -91,15 +99,19 @@ class VariantRecurrence(torch.autograd.Function):
     def backward(ctx, grad_out, grad_h, grad_c):
         cell, codes, variant, z = ctx.spec
         w_hh, h0, c0, peep, w_hr, drop, kh, kc, *saved = ctx.saved_tensors
-        dgx, dw, db_ih, db, dh0, dc0, dw_hr, dpeep = torch.ops.rnnlab_variant_kernels.var_backward(
-            grad_out, grad_h, grad_c, w_hh, h0, c0, peep, w_hr, drop, kh, kc, z, *saved, cell,
-            *codes, variant,
+        saved, ln_params, ln_saved = saved[:6], saved[6:12], saved[12:]
+        dgx, dw, db_ih, db, dh0, dc0, dw_hr, dpeep, *dln = (
+            torch.ops.rnnlab_variant_kernels.var_backward(
+                grad_out, grad_h, grad_c, w_hh, h0, c0, peep, w_hr, drop, kh, kc, z, *saved,
+                cell, *codes, variant, list(ln_params), list(ln_saved),
+            )
         )  # fmt: skip
         lstm = cell == CELL_CODES["lstm"]
+        dln = [d if p.numel() else None for d, p in zip(dln, ln_params)]
         return (
             dgx, dw, db_ih, db, dh0, dc0 if lstm else None,
             dpeep if peep.numel() else None, dw_hr if w_hr.numel() else None,
-            None, None, None,
+            *dln, None, None, None,
         )  # fmt: skip
 
 
@@ -156,8 +168,14 @@ def variant_kernel_direction(
     codes = tuple(KERNEL_CODES[a] for a in acts.kernel_names)
     spec = (CELL_CODES[cell], codes, LSTM_VARIANTS.index(variant.lstm_variant), z)
     gx = F.linear(x, w_ih)
+    ln = [empty] * 6  # LN(U h), LN(c~), LN(W u) gains and biases
+    if variant.layer_norm:
+        ln[:2] = extra.ln_h_gain, extra.ln_h_bias
+        if lstm:
+            ln[2:4] = extra.ln_c_gain, extra.ln_c_bias
+        ln[4:] = extra.ln_x_gain, extra.ln_x_bias
     out, h, c = VariantRecurrence.apply(
-        gx, w_hh, b_ih, b_hh, h0, c0, peep, empty if w_hr is None else w_hr,
+        gx, w_hh, b_ih, b_hh, h0, c0, peep, empty if w_hr is None else w_hr, *ln,
         lengths.to("cpu", torch.long), masks, spec,
     )  # fmt: skip
     return out, ((h, c) if lstm else (h,))
