@@ -82,7 +82,7 @@ def forward(cell, acts, gx0, w_in, b_in, w_rec, b_rec, drop, lengths, save):
                     ts["g"][j, t if save else 0], ts["len"], t, j, batch, h, n, gw, **consts,
                 )  # fmt: skip
 
-    key = ("gf_fwd", cell, acts, save, steps, batch, h, layers, dt, drop.numel() > 0)
+    key = ("gf_fwd", steps, batch, h, dt, drop.numel() > 0, *sorted(consts.items()))
     res = run_steps(key, launch, tensors, outputs, ())
     valid = (torch.arange(steps, device=gx0.device)[:, None] < lengths[None, :]).unsqueeze(-1)
     out = (res["hs"][-1, 1:] * valid).to(dt)
@@ -150,7 +150,7 @@ def backward(cell, acts, grad_out, grad_h, grad_c, w_in, w_rec, drop, hs, cs, pr
             dhp += (das @ ts["ghm"]).view(batch, layers, h).transpose(0, 1)
             dh = dhp
 
-    key = ("gf_bwd", cell, acts, steps, batch, h, layers, drop.numel() > 0)
+    key = ("gf_bwd", steps, batch, h, layers, drop.numel() > 0, *sorted(consts.items()))
     res = run_steps(key, launch, tensors, outputs, ())
     return weight_grads(cell, res["dd"], res["dcand"], hs, g_all, drop.float(), w_in, w_rec)
 

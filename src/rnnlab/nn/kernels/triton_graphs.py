@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 MAX_GRAPHS = 16
-_graphs: OrderedDict[tuple, tuple] = OrderedDict()
+_graphs: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (replay, static buffers)
 
 
 def graphs_enabled(device: torch.device) -> bool:
@@ -29,18 +29,28 @@ def graphs_enabled(device: torch.device) -> bool:
     return not torch.cuda.is_current_stream_capturing()
 
 
-def _capture(launch, inputs, outputs):
-    static = {k: v.clone() for k, v in inputs.items()}
-    static.update({k: torch.empty_like(v) for k, v in outputs.items()})
+def _warmup(fn: Callable[[], None]) -> None:
+    """Run ``fn`` once on a side stream (compiles every kernel variant before capture)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        launch(dict(static))  # warm-up: compiles every kernel variant outside the capture
+        fn()
     torch.cuda.current_stream().wait_stream(side)
+
+
+def _record(fn: Callable[[], None]) -> Callable[[], None]:
+    """Capture ``fn``'s launches into a CUDA graph; returns its replay."""
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        launch(static)
-    return graph, static
+        fn()
+    return graph.replay
+
+
+def _capture(launch, inputs, outputs):
+    static = {k: v.clone() for k, v in inputs.items()}
+    static.update({k: torch.empty_like(v) for k, v in outputs.items()})
+    _warmup(lambda: launch(dict(static)))
+    return _record(lambda: launch(static)), static
 
 
 def run_steps(
@@ -62,8 +72,8 @@ def run_steps(
         while len(_graphs) > MAX_GRAPHS:
             _graphs.popitem(last=False)
     _graphs.move_to_end(full_key)
-    graph, static = _graphs[full_key]
+    replay, static = _graphs[full_key]
     for k, v in inputs.items():
         static[k].copy_(v)
-    graph.replay()
+    replay()
     return {k: static[k].clone() for k in (*outputs, *results)}

@@ -100,7 +100,7 @@ def forward(cell, acts, gx, w_hh, b_ih, b_hh, h0, c0, lengths, save):
             )  # fmt: skip
         ts["h_last"], ts["c_last"] = hs[steps % 2], cs[steps % 2]
 
-    key = ("fwd", cell, acts, save, batch, steps, hidden, gx.dtype, w.dtype)
+    key = ("fwd", batch, steps, hidden, gx.dtype, w.dtype, *sorted(consts.items()))
     res = run_steps(key, launch, tensors, outputs, ("h_last", "c_last"))
     h_t = res["h_last"].to(h0.dtype)
     c_t = res["c_last"].to(c0.dtype) if lstm else gx.new_empty(0)
@@ -144,7 +144,7 @@ def backward(cell, acts, grad_out, grad_h, grad_c, w_hh, h0, c0, out, pre, c_all
             )  # fmt: skip
         ts["dh_last"], ts["dc_last"] = dhs[steps % 2], dcs[steps % 2]
 
-    key = ("bwd", cell, acts, batch, steps, hidden, out.dtype, w.dtype)
+    key = ("bwd", batch, steps, hidden, out.dtype, w.dtype, *sorted(consts.items()))
     res = run_steps(key, launch, tensors, outputs, ("dh_last", "dc_last"))
     dgh, dgx = res["dgh"], res["dgx"] if gru else res["dgh"]
     h_prev = torch.cat([h0_.unsqueeze(1), out[:, :-1].to(F32)], dim=1)
