@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -106,7 +107,8 @@ def main() -> None:
     (RESULTS / "variants.json").write_text(json.dumps(records, indent=1) + "\n")
     lines = [
         f"`python -m benchmarks.variants --repeats {args.repeats}` — torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; fwd+bwd of out.sum() at (T, B, I, H) = {SHAPE}.",
+        f"{torch.get_num_threads()} threads; fwd+bwd of out.sum() at (T, B, I, H) = {SHAPE}; "
+        f"load average at the end {os.getloadavg()[0]:.1f} (a shared machine: compare ratios).",
         "",
         "| variant | path | fwd+bwd ms | plain kernel ms | × plain kernel | naive loop ms | speed-up vs naive |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
