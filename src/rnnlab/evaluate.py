@@ -40,16 +40,28 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab.checkpoints import load_checkpoint
 from rnnlab.compat import upgrade_targets
 from rnnlab.config import config_dir, register_resolvers
-from rnnlab.errors import DataError
 from rnnlab.io import atomic_write_json, atomic_write_text
 from rnnlab.loggers import quiet_lightning_tips
 from rnnlab.metrics import class_labels, per_class
 from rnnlab.plots import plot_confusion_matrix, plot_learning_curves
+from rnnlab.resume import check_same_data as same_data_or_refuse
 from rnnlab.safety import check_targets
 from rnnlab.train import _floats, build_datamodule, build_task
 
 log = logging.getLogger(__name__)
 register_resolvers()
+
+# The prepare keys that say where a bring-your-own dataset came from (named in the fix).
+SOURCE_KEYS = (
+    "path",
+    "train_path",
+    "val_path",
+    "test_path",
+    "root",
+    "manifest",
+    "librispeech_root",
+    "commonvoice_tsv",
+)
 
 
 def check_same_data(
@@ -60,25 +72,23 @@ def check_same_data(
     Checkpoints record the split files' sha256 (``ProcessedDataModule`` state). When the
     directory was prepared again differently (another CSV under the same name, other
     ``prepare.*`` settings), its vocabulary or labels no longer fit the weights: say so
-    with both checksums and the fix, instead of a raw ``size mismatch`` from PyTorch.
+    with both checksums and the fix, instead of a raw ``size mismatch`` from PyTorch
+    (the rule is :func:`rnnlab.resume.check_same_data`'s, which resume uses too).
     """
-    trained = (ckpt.get("ProcessedDataModule") or {}).get("checksums")
-    now = getattr(datamodule, "meta", {}).get("checksums") if trained else None
-    if not trained or now == trained:
-        return
-    differ = sorted(k for k in {*trained, *now} if trained.get(k) != now.get(k))
-    detail = "; ".join(
-        f"{k}: checkpoint {str(trained.get(k))[:12]}…, data now {str(now.get(k))[:12]}…"
-        for k in differ
-    )
     name = run_cfg.data.get("name", "?")
-    raise DataError(
-        f"{ckpt_path}: was trained on other data than {datamodule.data_dir} holds now "
-        f"({detail}). Prepare it again as the run did (its prepare settings are in the "
-        f"checkpoint's run config: python -m rnnlab.data.prepare data=<data> "
-        f"data.name={name} prepare.<key>=…), or point evaluate at that data with "
-        f"data.data_dir=<dir>"
+    settings = " ".join(
+        f"prepare.{k}={v}"
+        for k, v in sorted((run_cfg.get("prepare") or {}).items())
+        if k in SOURCE_KEYS and v is not None
     )
+    fix = (
+        f"Prepare it again as the run did (its prepare settings are in the checkpoint's run "
+        f"config: python -m rnnlab.data.prepare data=<data> data.name={name} "
+        f"{settings or 'prepare.<key>=…'}), or point evaluate at that data with "
+        "data.data_dir=<dir>"
+    )
+    now = getattr(datamodule, "meta", {}).get("checksums")
+    same_data_or_refuse(ckpt, now, ckpt_path, data_dir=datamodule.data_dir, fix=fix)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

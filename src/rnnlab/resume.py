@@ -5,10 +5,23 @@ from an interrupted one.
 
 * ``null``: train from scratch;
 * a file: continue from that checkpoint (its epoch and global step), after checking
-  it loads with ``weights_only=True`` (:func:`rnnlab.checkpoints.load_checkpoint`);
-* ``last``: Lightning's own lookup of ``last.ckpt`` in the checkpoint directory;
+  it loads with ``weights_only=True`` (:func:`rnnlab.checkpoints.load_checkpoint`) and
+  that it was trained on the data this run has (:func:`check_same_data`);
+* ``last``: Lightning's own lookup of ``last.ckpt`` in the checkpoint directory (checked
+  the same way when that file exists);
 * ``auto``: continue ``<output_dir>/checkpoints/last.ckpt`` if, and only if, it is an
   *interrupted* run of the same config, code and data; anything else starts fresh.
+
+Checkpoints know their data: they record the sha256 of the split files they were
+trained on (``ProcessedDataModule`` state). An explicit resume (a file, ``last``) whose
+data directory now holds other data — prepared again from another source under the same
+``data.name``, or with other ``prepare.*`` settings — is refused with both checksums and
+the fix (:func:`check_same_data`; ``rnnlab.evaluate`` uses the same rule), never a raw
+``size mismatch`` from ``load_state_dict`` or a silent continuation on other data. Giving
+the checkpoint's own ``prepare.*`` settings is the fix: with ``auto_prepare`` (the
+default) the train command prepares that data again before it resumes. ``auto`` starts
+fresh instead (a changed dataset is a new run, as in DVC), saying why, with the
+checksums.
 
 DVC keeps both checkpoints of a train stage (``persist: true``) and runs it with
 ``ckpt_path=auto``, so an interrupted ``dvc repro`` resumes where it stopped, while a
@@ -42,6 +55,7 @@ from rnnlab.checkpoints import (
     load_checkpoint,
 )
 from rnnlab.compat import upgrade_targets
+from rnnlab.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +68,18 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """The ``ckpt_path`` to hand ``trainer.fit`` (see the module docstring)."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "auto":
+        path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         if ckpt_path and ckpt_path != "last":
-            load_checkpoint(ckpt_path)  # missing, or pickled code: an error naming the file
+            path = Path(ckpt_path)  # missing, or pickled code: an error naming the file
+        if ckpt_path and (ckpt_path != "last" or path.is_file()):
+            ckpt = load_checkpoint(path)
+            check_same_data(
+                ckpt,
+                data_checksums(cfg),
+                path,
+                data_dir=cfg.data.get("data_dir"),
+                fix=resume_fix(ckpt, cfg),
+            )
         return ckpt_path
     ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -91,12 +115,76 @@ def stale_reason(ckpt: dict[str, Any], cfg: DictConfig) -> str | None:
         return "written by a different config"
     if record.get("code_sha256") != code_fingerprint():
         return "written by other (or unrecorded) rnnlab code"
-    if "ProcessedDataModule" in ckpt and cfg.data.get("data_dir"):
-        meta = Path(cfg.data.data_dir) / "meta.json"
-        data_now = json.loads(meta.read_text()).get("checksums") if meta.is_file() else None
-        if ckpt["ProcessedDataModule"].get("checksums") != data_now:
-            return "trained on other data (the dataset was prepared again)"
+    differ = other_data(ckpt, data_checksums(cfg))
+    if differ:
+        return f"trained on other data (the dataset was prepared again: {differ})"
     return None
+
+
+def data_checksums(cfg: DictConfig) -> dict[str, str] | None:
+    """The split checksums ``<data.data_dir>/meta.json`` records now (None: no such file,
+    or data that is not prepared into a directory)."""
+    data_dir = cfg.data.get("data_dir")
+    meta = Path(data_dir) / "meta.json" if data_dir else None
+    if meta is None or not meta.is_file():
+        return None
+    return json.loads(meta.read_text()).get("checksums")
+
+
+def other_data(ckpt: dict[str, Any], now: dict[str, str] | None) -> str | None:
+    """How the data ``now`` (split file -> sha256) differs from what ``ckpt`` was trained
+    on: ``"<split file>: checkpoint <12 hex>…, data now <12 hex>…"`` per differing file;
+    None when they agree or the checkpoint recorded no data checksums (generated data)."""
+    trained = (ckpt.get("ProcessedDataModule") or {}).get("checksums")
+    if not trained or now == trained:
+        return None
+    now = now or {}
+    differ = sorted(k for k in {*trained, *now} if trained.get(k) != now.get(k))
+    return "; ".join(
+        f"{k}: checkpoint {str(trained.get(k))[:12]}…, data now {str(now.get(k))[:12]}…"
+        for k in differ
+    )
+
+
+def check_same_data(
+    ckpt: dict[str, Any],
+    now: dict[str, str] | None,
+    ckpt_path: Path,
+    data_dir: Any,
+    fix: str,
+) -> None:
+    """Refuse data that is not what ``ckpt`` was trained on (:func:`other_data`): a
+    DataError naming the checkpoint, the data directory, both checksums and ``fix``."""
+    differ = other_data(ckpt, now)
+    if differ:
+        raise DataError(
+            f"{ckpt_path}: was trained on other data than {data_dir} holds now ({differ}). {fix}"
+        )
+
+
+def resume_fix(ckpt: dict[str, Any], cfg: DictConfig) -> str:
+    """What to do when a resume's data differs: the checkpoint's own ``prepare.*``
+    settings (those this run changes, when it changes any), or starting fresh."""
+    stored = ckpt.get("hyper_parameters", {}).get("run_config", {}).get("prepare") or {}
+    current = OmegaConf.to_container(cfg.prepare, resolve=True) if cfg.get("prepare") else {}
+    changed = [
+        f"prepare.{k}={stored.get(k)!r} (this run: {current.get(k)!r})"
+        for k in sorted({*stored, *current})
+        if stored.get(k) != current.get(k)
+    ]
+    again = (
+        f"give the checkpoint's own settings: {', '.join(changed)}; with auto_prepare=true "
+        "(the default) the train command prepares that data again, then resumes"
+        if changed
+        else "this run has the checkpoint's prepare settings, so the data was prepared "
+        "again by other code or by hand: prepare it again with python -m rnnlab.data.prepare "
+        "and the same overrides"
+    )
+    name = cfg.data.get("name", "?")
+    return (
+        f"To resume, {again}. To train on the data as it is now, start fresh: ckpt_path=null "
+        f"(or keep both datasets apart with another data.name than {name!r})"
+    )
 
 
 def set_aside(ckpt_dir: Path, why: str) -> None:

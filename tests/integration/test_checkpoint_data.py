@@ -1,5 +1,7 @@
 """Checkpoints know their data: two CSV datasets never share files, and a checkpoint
-whose data directory was prepared again differently is refused with both checksums."""
+whose data directory was prepared again differently is refused, by evaluate and by a
+resume, with both checksums and the fix; the fix (the checkpoint's own prepare
+settings) prepares the data again and the run resumes."""
 
 import csv
 
@@ -68,3 +70,34 @@ def test_two_csv_datasets_both_evaluate_and_a_reprepared_dir_is_refused(tmp_path
     assert proc.returncode != 0
     assert "was trained on other data" in err and "checkpoint " in err and "data now " in err
     assert "size mismatch" not in err
+
+    # resume from that checkpoint on the other data: refused the same way, naming the
+    # checkpoint's own prepare settings (not Lightning's raw size mismatch on restore)
+    last = tmp_path / "shared_a" / "checkpoints" / "last.ckpt"
+    resume = [*shared, f"ckpt_path={last}", "trainer.max_epochs=2", "model.hidden_size=8"]
+    resume += ["data.batch_size=16", *QUIET]
+    proc = run_cli(
+        "rnnlab.train",
+        "data=csv",
+        f"prepare.path={b}",
+        *resume,
+        f"hydra.run.dir={tmp_path / 'resume_b'}",
+        check=False,
+    )
+    err = proc.stderr + proc.stdout
+    assert proc.returncode != 0
+    assert f"{last}: was trained on other data" in err, err[-3000:]
+    assert "train.pt: checkpoint " in err and ", data now " in err
+    assert f"prepare.path='{a}' (this run: '{b}')" in err and "ckpt_path=null" in err
+    assert "size mismatch" not in err
+
+    # the fix: the checkpoint's own prepare settings; the data is prepared again, it resumes
+    proc = run_cli(
+        "rnnlab.train",
+        "data=csv",
+        f"prepare.path={a}",
+        *resume,
+        f"hydra.run.dir={tmp_path / 'resume_a'}",
+    )
+    assert f"Restoring states from the checkpoint path at {last}" in proc.stdout + proc.stderr
+    assert read_metrics(tmp_path / "resume_a")["epoch"] == 2
