@@ -68,18 +68,8 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """The ``ckpt_path`` to hand ``trainer.fit`` (see the module docstring)."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "auto":
-        path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        if ckpt_path and ckpt_path != "last":
-            path = Path(ckpt_path)  # missing, or pickled code: an error naming the file
-        if ckpt_path and (ckpt_path != "last" or path.is_file()):
-            ckpt = load_checkpoint(path)
-            check_same_data(
-                ckpt,
-                data_checksums(cfg),
-                path,
-                data_dir=cfg.data.get("data_dir"),
-                fix=resume_fix(ckpt, cfg),
-            )
+        if ckpt_path:
+            check_explicit_resume(cfg, ckpt_path)
         return ckpt_path
     ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -101,6 +91,20 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         return str(last)
     set_aside(ckpt_dir, f"{last.name} was {reason}")
     return None
+
+
+def check_explicit_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """``ckpt_path=<file>`` (or ``last``, when ``<output_dir>/checkpoints/last.ckpt``
+    exists): the file loads with ``weights_only=True`` (else an error naming it) and was
+    trained on the data this run has (:func:`check_same_data`)."""
+    path = Path(ckpt_path)
+    if ckpt_path == "last":
+        path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            return  # Lightning's own lookup (and its message)
+    ckpt = load_checkpoint(path)
+    data_dir = cfg.data.get("data_dir")
+    check_same_data(ckpt, data_checksums(cfg), path, data_dir, fix=resume_fix(ckpt, cfg))
 
 
 def stale_reason(ckpt: dict[str, Any], cfg: DictConfig) -> str | None:
