@@ -169,7 +169,9 @@ class RecurrentLayer(nn.Module):
         return self.fused is not False and plain and self.acts.is_fused_default(self.cell)
 
     @property
-    def uses_variant_loop(self) -> bool:
+    def uses_variant_path(self) -> bool:
+        """A variant or projection layer: the variant kernel, or the variant loop where that
+        cannot run (``path()`` says which)."""
         return not self.uses_fused and (bool(self.proj_size) or not self.variant.is_plain)
 
     def path(self) -> str:
@@ -178,7 +180,7 @@ class RecurrentLayer(nn.Module):
             return f"{self.run_by} (this layer holds weights only)"
         if self.uses_fused:
             return f"fused nn.{type(self.rnn).__name__}"
-        if self.uses_variant_loop:
+        if self.uses_variant_path:
             return describe_path(self.variant, self.weights(0)[0])
         return f"kernel, backend={describe_backend(self.weights(0)[0])}"
 
@@ -226,7 +228,7 @@ class RecurrentLayer(nn.Module):
         for d in range(self.num_directions):
             s = None if state is None else tuple(t[d] for t in state)
             xd = reverse_padded(x, lengths) if d else x
-            if self.uses_variant_loop:
+            if self.uses_variant_path:
                 w_hr = self.projection(d) if self.proj_size else None
                 extra = self.variant_params[d] if self.variant_params is not None else None
                 run = (

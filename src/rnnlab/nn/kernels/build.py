@@ -26,8 +26,9 @@ SOURCES = [_HERE / "recurrence.cpp", _HERE / "gated_feedback.cpp"]
 SOURCE = SOURCES[0]  # the single-layer kernel (kept for callers that named it)
 # The cell-variant kernel (variant_recurrence.py) is a second extension, built on its
 # first use only: a layer without variants never compiles it.
-VARIANT_SOURCES = [_HERE / "variant_recurrence.cpp"]
-HEADERS = [_HERE / "common.h"]  # included by both sources: part of the cache key
+VARIANT_SOURCES = [_HERE / "variant_recurrence.cpp", _HERE / "variant_backward.cpp"]
+HEADERS = [_HERE / "common.h"]  # included by every source: part of the cache key
+VARIANT_HEADERS = [_HERE / "variant_recurrence.h"]  # the variant sources' own header
 # 512-bit vectors where the CPU has them: the inline exp/tanh/erf run ~25% faster than
 # at gcc's default 256-bit preference (ignored on CPUs without AVX-512).
 CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp"]
@@ -54,7 +55,10 @@ def cache_root() -> Path:
 
 
 def build_name(sources: list[Path] | None = None, prefix: str = "rnnlab_rec_") -> str:
-    sources = [f"{src.name}\n{src.read_text()}" for src in (sources or SOURCES) + HEADERS]
+    files = (sources or SOURCES) + HEADERS
+    if sources == VARIANT_SOURCES:
+        files += VARIANT_HEADERS
+    sources = [f"{src.name}\n{src.read_text()}" for src in files]
     key = "|".join(
         [*sources, torch.__version__, " ".join(CFLAGS), _cpu_model(), platform.machine()]
     )
