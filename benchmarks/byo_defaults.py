@@ -125,11 +125,22 @@ def run(args: list[str], log: Path) -> float:
     return wall
 
 
+def exported(name: str, out: Path) -> tuple[Path, int, float | None]:
+    """:func:`export`, or the manifest a previous run of this benchmark left in ``out``
+    (the export is deterministic); the manifest, its clips and the export seconds."""
+    manifest = out / "manifest.csv"
+    if manifest.is_file():
+        with open(manifest, newline="") as f:
+            return manifest, sum(1 for _ in f) - 1, None
+    start = time.perf_counter()
+    manifest, clips = export(name, out)
+    return manifest, clips, round(time.perf_counter() - start, 1)
+
+
 def measure(name: str, data: str, work: Path) -> dict[str, Any]:
     """Export ``name``, train it with the README's command (and evaluate a CTC run)."""
-    start = time.perf_counter()
-    manifest, clips = export(name, work / name)
-    export_s = time.perf_counter() - start
+    manifest, clips, export_s = exported(name, work / name)
+    load_before = os.getloadavg()[0]
     run_dir = work / "runs" / name
     command = ["rnnlab.train", f"data={data}", f"prepare.manifest={manifest}"]
     plumbing = [f"paths.data_dir={work / 'data'}", f"hydra.run.dir={run_dir}", *NOT_TRAINING]
@@ -143,8 +154,9 @@ def measure(name: str, data: str, work: Path) -> dict[str, Any]:
         "clips": clips,
         "counts": {k: v["total"] for k, v in meta["counts"].items()},
         "skipped": meta.get("skipped", {}),
-        "export_s": round(export_s, 1),
+        "export_s": export_s,
         "train_wall_s": round(train_s, 1),
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "epochs": record["epoch"],
         "best_checkpoint": Path(record["best_checkpoint"] or "").name,
         "metrics": {k: v for k, v in record["metrics"].items() if k.startswith("test/")},
@@ -173,8 +185,8 @@ def markdown(record: dict[str, Any]) -> str:
         "(espeak-ng), not real recordings.**",
         f"Machine: {record['machine']}, {record['torch_threads']} torch threads; {record['date']}.",
         "",
-        "| embedded data | command | clips (train/val/test) | epochs | wall (train) | test result |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| embedded data | command | clips (train/val/test) | epochs | wall (train) | load | test result |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in record["results"]:
         m, c = r["metrics"], r["counts"]
@@ -188,16 +200,39 @@ def markdown(record: dict[str, Any]) -> str:
         lines.append(
             f"| `{r['embedded']}` | `{r['command']}` | {r['clips']} "
             f"({c['train']}/{c['val']}/{c['test']}) | {r['epochs']} | "
-            f"{r['train_wall_s'] / 60:.1f} min | {res} |"
+            f"{r['train_wall_s'] / 60:.1f} min | {r['load_average'][0]}-{r['load_average'][1]} "
+            f"| {res} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict[str, Any]) -> None:
+    """Merge one dataset's result into ``byo_defaults.json`` (replacing an older one of
+    the same embedded data) and write both files again."""
+    path = RESULTS / "byo_defaults.json"
+    old = json.loads(path.read_text())["results"] if path.is_file() else []
+    results = [r for r in old if r["embedded"] != result["embedded"]] + [result]
+    order = ["speech_commands_synth", "speech_digits_synth"]
+    record = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "torch_threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "note": "synthesized voices (espeak-ng), not real recordings",
+        "results": sorted(results, key=lambda r: order.index(r["embedded"])),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / "byo_defaults.md").write_text(markdown(record))
+    print(markdown(record))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp dir")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir")
-    parser.add_argument("--only", choices=["audio_folder", "speech_transcripts"], default=None)
+    parser.add_argument("--keep", action="store_true", help="keep a temp work dir")
+    parser.add_argument(
+        "--only", choices=["audio_folder", "speech_transcripts"], default=None, help="one data"
+    )
     args = parser.parse_args()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="rnnlab_byo_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -205,18 +240,9 @@ def main() -> None:
         ("speech_commands_synth", "audio_folder"),
         ("speech_digits_synth", "speech_transcripts"),
     ]
-    results = [measure(n, d, work) for n, d in todo if args.only in (None, d)]
-    record = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "torch_threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "note": "synthesized voices (espeak-ng), not real recordings",
-        "results": results,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "byo_defaults.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / "byo_defaults.md").write_text(markdown(record))
-    print(markdown(record))
+    for name, data in todo:
+        if args.only in (None, data):
+            write_results(measure(name, data, work))
     if not args.keep and args.work_dir is None:
         shutil.rmtree(work, ignore_errors=True)
 
