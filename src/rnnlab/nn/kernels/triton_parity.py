@@ -60,13 +60,13 @@ def recurrence_inputs(cell, device, ragged=True, batch=3, steps=5, hidden=8, see
     def rnd(*shape, scale=1.0):
         return (torch.rand(*shape, generator=g, dtype=F64) * 2 - 1) * scale
 
-    w_hh = rnd(gates, scale=0.9) if cell == "indrnn" else rnd(gates, hidden, scale=0.5)
+    w_scale = min(0.5, 1.5 / hidden**0.5)  # bounded dynamics at any H (gelu/relu grow)
+    w_hh = rnd(gates, scale=0.9) if cell == "indrnn" else rnd(gates, hidden, scale=w_scale)
     state = (rnd(batch, hidden), rnd(batch, hidden)) if ragged else (None, None)
     h0, c0 = (torch.zeros(batch, hidden, dtype=F64) if s is None else s for s in state)
     leaves = [rnd(batch, steps, gates, scale=1.5), w_hh, rnd(gates), rnd(gates), h0, c0]
-    lengths = (
-        torch.tensor([steps, 2, steps - 1, 1][:batch]) if ragged else torch.full((batch,), steps)
-    )
+    ragged_lengths = torch.tensor([steps, 2, steps - 1, 1] * batch)[:batch].clamp(max=steps)
+    lengths = ragged_lengths if ragged else torch.full((batch,), steps)
     weights = rnd(batch, steps, hidden), rnd(batch, hidden), rnd(batch, hidden)
     move = [t.to(device) for t in (*leaves, *weights)]
     return move[:6], lengths.to(device), move[6:]

@@ -49,6 +49,13 @@ def test_matches_torch_ops_outputs_states_and_every_gradient(cell, acts, ragged)
     assert mismatches(triples) == []
 
 
+def test_several_tiles_per_step():
+    """B = 70 (two 64-row tiles), H = 40 (two 32-column tiles, K loop of two blocks,
+    masked edges): every tile reads the whole h_{t-1} and writes only its own part."""
+    triples = recurrence_parity("lstm", ACTS[2], batch=70, steps=3, hidden=40)
+    assert mismatches(triples) == []
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_bfloat16_inputs_accumulate_in_float32(cell):
     triples = recurrence_parity(cell, ("gelu", "gelu", "sigmoid"), dtype=torch.bfloat16)
