@@ -208,6 +208,7 @@ def markdown(record: dict[str, Any]) -> str:
         )
     done = {r["embedded"] for r in record["results"]}
     lines += [f"| `{n}` | not measured in this run | | | | | |" for n in ORDER if n not in done]
+    lines += ["", *(f"- {note}" for note in record.get("notes", []))] if record.get("notes") else []
     return "\n".join(lines) + "\n"
 
 
@@ -224,6 +225,8 @@ def write_results(result: dict[str, Any]) -> None:
         "note": "synthesized voices (espeak-ng), not real recordings",
         "results": sorted(results, key=lambda r: ORDER.index(r["embedded"])),
     }
+    if path.is_file() and json.loads(path.read_text()).get("notes"):
+        record["notes"] = json.loads(path.read_text())["notes"]  # kept until rewritten by hand
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     (RESULTS / "byo_defaults.md").write_text(markdown(record))
