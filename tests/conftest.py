@@ -9,6 +9,10 @@ from tests.http_server import FileServer, serve_files
 # Tests never touch the network: W&B offline, DVC without its analytics daemon.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# The Triton tests run the kernels through Triton's interpreter (CPU tensors). Triton
+# reads TRITON_INTERPRET when a kernel module is first imported, and under xdist any
+# earlier test may import it first: set it before any test module is imported.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # Under pytest-xdist (make test runs 2 workers on 2 cores) each worker, and every CLI
 # subprocess it starts, gets one thread so the workers do not fight over the cores.

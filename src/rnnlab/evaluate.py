@@ -88,7 +88,9 @@ def check_same_data(
         "data.data_dir=<dir>"
     )
     now = getattr(datamodule, "meta", {}).get("checksums")
-    same_data_or_refuse(ckpt, now, ckpt_path, data_dir=datamodule.data_dir, fix=fix)
+    # generated data (adding, copy) has no directory and no checksums: nothing to compare
+    where = getattr(datamodule, "data_dir", None) or name
+    same_data_or_refuse(ckpt, now, ckpt_path, data_dir=where, fix=fix)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
