@@ -19,7 +19,7 @@ import torch
 from rnnlab.nn.activations import KERNEL_CODES
 from rnnlab.nn.kernels import triton_feedback_kernels as K
 from rnnlab.nn.kernels.backend import CELL_CODES
-from rnnlab.nn.kernels.gated_feedback_torch_ops import layout
+from rnnlab.nn.kernels.gated_feedback_torch_ops import _weight_grads, layout
 from rnnlab.nn.kernels.triton_graphs import run_steps
 
 F32 = torch.float32
@@ -156,36 +156,11 @@ def backward(cell, acts, grad_out, grad_h, grad_c, w_in, w_rec, drop, hs, cs, pr
 
 
 def weight_grads(cell, dd, dcand_all, hs, g_all, drop, w_in, w_rec):
-    """The large products after the loop (as gated_feedback_torch_ops.backward's tail)."""
-    layers, steps1, batch, h = hs.shape
-    steps = steps1 - 1
-    d = layout(cell, h, layers)
-    gh_, gw, kc, tb = d["GH"], d["GW"], d["kc"], steps * batch
-    d_w_in = hs.new_empty(layers - 1, gw, h)
-    d_b_in = hs.new_empty(layers - 1, gw)
-    for j in range(1, layers):
-        u = hs[j - 1, 1:].reshape(tb, h)
-        if drop.numel():
-            u = u * drop[j - 1].reshape(tb, h)
-        dj = dd[j].reshape(tb, gw)
-        d_w_in[j - 1] = dj.t() @ u
-        d_b_in[j - 1] = dj.sum(0)
-    d_w_rec = hs.new_empty(layers, d["N"], h)
-    d_b_rec = hs.new_empty(layers, gh_)
-    for i in range(layers):
-        hprev = hs[i, :steps].reshape(tb, h)
-        di = dd[i].reshape(tb, gw)
-        own = torch.cat([di[:, : kc * h], di[:, (kc + 1) * h : gh_]], 1)
-        d_w_rec[i, : d["NG"]] = own.t() @ hprev
-        for j in range(layers):
-            dj = dd[j].reshape(tb, gw)
-            dcand = dcand_all[j].reshape(tb, h)
-            gji = g_all[j].reshape(tb, layers)[:, i : i + 1]
-            d_w_rec[i, d["secU"] + j * h : d["secU"] + (j + 1) * h] = dcand.t() @ (hprev * gji)
-            d_w_rec[i, d["secG"] + j * layers : d["secG"] + (j + 1) * layers] = (
-                dj[:, gh_:].t() @ hprev
-            )
-        d_b_rec[i] = di[:, :gh_].sum(0)
-        if cell == "gru":
-            d_b_rec[i, kc * h : (kc + 1) * h] = dcand_all[i].reshape(tb, h).sum(0)
+    """The large products after the loop: gated_feedback_torch_ops' own (for Elman and
+    LSTM the candidate's gradient is dd's candidate block, which is what the kernel
+    stored in ``dcand_all``), cast to the weights' dtypes."""
+    layers, _, _, h = hs.shape
+    d_w_in, d_b_in, d_w_rec, d_b_rec = _weight_grads(
+        cell, layout(cell, h, layers), hs, drop, dd, dcand_all, g_all
+    )
     return dd[0], d_w_in.to(w_in.dtype), d_b_in, d_w_rec.to(w_rec.dtype), d_b_rec
