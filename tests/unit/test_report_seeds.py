@@ -14,6 +14,7 @@ from scipy import stats as st
 
 from rnnlab.loggers import config_hash
 from rnnlab.report import build_report
+from rnnlab.report.cli import build_dvc_reports
 from rnnlab.report.importance import fanova
 from rnnlab.report.plots import curve_key, loss_axis
 from tests.unit.test_report import (
@@ -253,6 +254,45 @@ def test_dvc_exp_show_json_is_read_as_configurations(tmp_path):
     assert config.summary.mean == pytest.approx(0.91)
     assert report.jobs[-1].name == "exp-c" and report.jobs[-1].status == "diverged"
     assert report.jobs[0].metrics["test/acc"] == pytest.approx(0.91)
+
+
+def _pipeline_exp(name: str, seed: int, acc: float, loss: float) -> dict:
+    """One experiment of the default pipeline: a classification and a CTC dataset."""
+    exp = _exp(name, seed, acc)
+    ctc = {"status": "completed", "epoch": 2, "metrics": {"val/loss_best": loss}}
+    exp["data"]["metrics"] |= {
+        "results/speech_digits_synth/train/metrics.json": {"data": ctc},
+        "results/speech_digits_synth/eval/metrics.json": {"data": {"test/cer": loss / 10}},
+    }
+    return exp
+
+
+def test_dvc_report_compares_each_dataset_with_itself(tmp_path):
+    # The pipeline's datasets have their own monitors (val/acc, val/loss): one report
+    # per dataset, never one ranking across them (the CTC jobs had no val/acc: n=0).
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    task = "task: {monitor: val/loss, mode: min}\n"
+    (tmp_path / "conf" / "data" / "speech_digits_synth.yaml").write_text(task)
+    shown = [
+        {
+            **_pipeline_exp("main", 42, 0.91, 0.05),
+            "experiments": [
+                {"revs": [_pipeline_exp("s1", 1, 0.90, 0.04)], "name": "s1"},
+                {"revs": [_pipeline_exp("s2", 2, 0.92, 0.06)], "name": "s2"},
+            ],
+        },
+    ]
+    (tmp_path / "exps.json").write_text(json.dumps(shown))
+    built = build_dvc_reports(tmp_path / "exps.json", out_dir=tmp_path / "out")
+    by_name = {name: report for name, report, _ in built}
+    assert sorted(by_name) == ["speech_digits_synth", "text_langid"]
+    ctc, text = by_name["speech_digits_synth"], by_name["text_langid"]
+    assert (ctc.metric, ctc.mode) == ("val/loss_best", "min")
+    assert ctc.configs[0].summary.n == 3 and ctc.configs[0].summary.mean == pytest.approx(0.05)
+    assert text.metric == "val/acc_best" and text.configs[0].summary.n == 3
+    for name, _, page in built:
+        assert page == tmp_path / "out" / name / "report.html" and page.is_file()
 
 
 def test_config_hash_is_shared_by_seeds_and_differs_otherwise():

@@ -51,22 +51,52 @@ def build_report(
     out_dir: str | Path | None = None,
     *,
     dvc_exps: bool | None = None,
+    dataset: str | None = None,
 ) -> tuple[Report, Path]:
     """Collect the sweep (or, with ``dvc_exps`` or a DVC repository as ``sweep_dir``,
-    the DVC experiments), write every output to ``out_dir`` (default
-    ``<sweep_dir>/report``, ``<repo>/outputs/dvc_report`` for DVC); return the report
-    and report.html's path."""
+    the DVC experiments, of ``dataset`` if given), write every output to ``out_dir``
+    (default ``<sweep_dir>/report``, ``<repo>/outputs/dvc_report`` for DVC); return the
+    report and report.html's path."""
     sweep_dir = Path(sweep_dir)
     if dvc_exps or (dvc_exps is None and is_dvc_repo(sweep_dir)):
         from rnnlab.report.dvc import collect_dvc
 
-        report = collect_dvc(sweep_dir, metric, mode)
+        report = collect_dvc(sweep_dir, metric, mode, dataset=dataset)
         default_out = report.sweep_dir / "outputs" / "dvc_report"
     else:
         report = collect(sweep_dir, metric, mode)
         default_out = report.sweep_dir / "report"
+    return report, write_report(report, Path(out_dir) if out_dir else default_out)
+
+
+def build_dvc_reports(
+    repo: str | Path,
+    metric: str | None = None,
+    mode: str | None = None,
+    out_dir: str | Path | None = None,
+) -> list[tuple[str | None, Report, Path]]:
+    """The DVC experiments' report, one per dataset when they trained several (the
+    default pipeline trains three, each with its own monitor and metrics): ``(dataset,
+    report, report.html)`` each, in ``<out>/<dataset>/`` (``<out>`` for one dataset)."""
+    from rnnlab.report.dvc import collect_dvc, dvc_datasets, read_dvc_jobs
+
+    read = read_dvc_jobs(repo)
+    root = read[0]
+    out = Path(out_dir) if out_dir else root / "outputs" / "dvc_report"
+    datasets = dvc_datasets(read[1])
+    if len(datasets) <= 1:
+        report = collect_dvc(repo, metric, mode, read=read)
+        return [(datasets[0] if datasets else None, report, write_report(report, out))]
+    built = []
+    for name in datasets:
+        report = collect_dvc(repo, metric, mode, dataset=name, read=read)
+        built.append((name, report, write_report(report, out / name)))
+    return built
+
+
+def write_report(report: Report, out: Path) -> Path:
+    """Every table and figure of ``report`` into ``out``; report.html's path."""
     report.importance = importance(report)
-    out = Path(out_dir) if out_dir else default_out
     out.mkdir(parents=True, exist_ok=True)
     write_leaderboard(report, out)
     images: dict[str, Path] = {}
@@ -84,7 +114,7 @@ def build_report(
         else:
             notes.append(result)
             log.info("%s", result)
-    return report, write_html(report, out, images, notes, captions)
+    return write_html(report, out, images, notes, captions)
 
 
 def _print_best(report: Report) -> None:
@@ -150,17 +180,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the multirun directory is required (or --dvc-exps [REPO])")
     target = args.sweep_dir or "."
     try:
-        report, page = build_report(
-            target, args.metric, args.mode, args.out, dvc_exps=True if args.dvc_exps else None
-        )
+        if args.dvc_exps or is_dvc_repo(Path(target)):
+            built = build_dvc_reports(target, args.metric, args.mode, args.out)
+        else:
+            built = [(None, *build_report(target, args.metric, args.mode, args.out))]
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"report: {page}")
-    _print_best(report)
+    for name, report, page in built:
+        print(f"report{f' ({name})' if len(built) > 1 else ''}: {page}")
+        _print_best(report)
     if args.wandb:
         from rnnlab.report.wandb_table import log_report
 
-        run_dir = log_report(report, page.parent)
-        print(f"W&B: report tables logged ({run_dir})")
+        for _, report, page in built:
+            run_dir = log_report(report, page.parent)
+            print(f"W&B: report tables logged ({run_dir})")
     return 0

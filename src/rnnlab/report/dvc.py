@@ -157,8 +157,9 @@ def _overrides(params: dict[str, Any], dataset: str | None) -> dict[str, str]:
     return out
 
 
-def collect_dvc(repo: str | Path, metric: str | None = None, mode: str | None = None) -> Report:
-    """Read and rank the DVC experiments of ``repo`` (or a saved ``dvc exp show --json``)."""
+def read_dvc_jobs(repo: str | Path) -> tuple[Path, list[Job]]:
+    """``(root, jobs)``: one job per experiment and dataset of ``repo`` (or of a saved
+    ``dvc exp show --json``)."""
     repo = Path(repo)
     if repo.is_file():
         shown, root = json.loads(repo.read_text()), repo.parent
@@ -174,6 +175,32 @@ def collect_dvc(repo: str | Path, metric: str | None = None, mode: str | None = 
             f"{repo}: no DVC experiment with metrics; run some first, e.g. "
             "`dvc exp run --queue -S seed=0 ; dvc exp run --queue -S seed=1 ; dvc queue start`"
         )
+    return root, jobs
+
+
+def job_dataset(job: Job) -> str | None:
+    return ((job.config or {}).get("data") or {}).get("name")
+
+
+def dvc_datasets(jobs: list[Job]) -> list[str]:
+    """The datasets the experiments trained, in name order (a failed experiment with no
+    metrics belongs to none)."""
+    return sorted({d for j in jobs if (d := job_dataset(j))})
+
+
+def collect_dvc(
+    repo: str | Path,
+    metric: str | None = None,
+    mode: str | None = None,
+    dataset: str | None = None,
+    read: tuple[Path, list[Job]] | None = None,
+) -> Report:
+    """Read and rank the DVC experiments of ``repo`` (or a saved ``dvc exp show --json``);
+    with ``dataset``, only that dataset's jobs (each dataset has its own monitor: the
+    pipeline's datasets are compared with themselves, never with each other)."""
+    root, jobs = read or read_dvc_jobs(repo)
+    if dataset is not None:
+        jobs = [j for j in jobs if job_dataset(j) in (dataset, None)]
     keys = {k for j in jobs for k in j.overrides}
     swept = sorted(
         k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1 and k not in AXIS_KEYS
