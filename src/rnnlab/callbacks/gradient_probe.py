@@ -33,7 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from rnnlab.callbacks.gradient_saturation import LayerStats
-from rnnlab.nn.cells import cell_step, initial_state
+from rnnlab.nn.cells import cell_step, initial_state, recurrent_term
 from rnnlab.nn.masks import valid_steps
 from rnnlab.nn.recurrent import RecurrentLayer
 
@@ -65,11 +65,6 @@ def profile(grad: torch.Tensor | None, valid: torch.Tensor) -> list[float]:
     norms = grad.detach().double().norm(dim=-1) * valid  # (B, T)
     counts = valid.sum(dim=0).clamp(min=1)
     return [float(v) for v in (norms.sum(dim=0) / counts)]
-
-
-def recurrent_term(h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
-    """``U h_{t-1} + b_hh``: a matrix product, or IndRNN's elementwise ``u ⊙ h_{t-1}``."""
-    return F.linear(h, w_hh, b_hh) if w_hh.dim() == 2 else h * w_hh + b_hh
 
 
 def replayable(layer: RecurrentLayer) -> bool:
@@ -116,7 +111,11 @@ def make_replay(
         for t in range(n):
             h_prev.append(state[0].detach())
             new = cell_step(
-                module.cell, module.acts, gx[t], recurrent_term(state[0], w_hh, b_hh), state
+                module.cell,
+                module.acts,
+                gx[t],
+                recurrent_term(module.cell, state[0], w_hh, b_hh),
+                state,
             )
             if running[t]:
                 state = new

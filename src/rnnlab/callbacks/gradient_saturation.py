@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from rnnlab.nn.activations import get_activation, get_gate_activation
-from rnnlab.nn.cells import NUM_GATES
+from rnnlab.nn.cells import NUM_GATES, recurrent_term
 from rnnlab.nn.recurrent import RecurrentLayer
 
 BOUNDED = {"tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0), "hardtanh": (-1.0, 1.0)}
@@ -69,7 +69,7 @@ class LayerStats:
             xs, hs = x[start : start + block], h_prev[start : start + block]
             mask = valid[start : start + block].unsqueeze(-1)  # (t, B, 1)
             gx = torch.matmul(xs, w_ih.T) + b_ih
-            gh = (torch.matmul(hs, w_hh.T) if w_hh.dim() == 2 else hs * w_hh) + b_hh
+            gh = recurrent_term(cell, hs, w_hh, b_hh)
             gates: list[torch.Tensor] = []
             if cell in ("rnn", "indrnn"):
                 cand = self.phi(gx + gh)
