@@ -131,21 +131,9 @@ def check_stack_config(cfg: Mapping[str, Any], where: str = "model") -> None:
         raise ValueError(f"{where}.fused={c['fused']!r} is not valid; valid: auto, true, false")
     check_max_weight(c["indrnn_max_weight"], f"{where}.indrnn_max_weight")
     check_proj_size(c["proj_size"], c["cell"], c["hidden_size"], where)
-    variant = check_variant(c, c["cell"], where)
-    if name == "gated_feedback" and not variant.is_plain:
-        raise ValueError(
-            f"{where}: {variant.describe()} cannot run with {where}.connection.name="
-            "gated_feedback (its kernel runs the plain cells only); valid connections for "
-            "the cell variants: stack, residual, highway, dense, parallel"
-        )
-    if name == "gated_feedback":
+    check_variant(c, c["cell"], where)
+    if name == "gated_feedback":  # every variant and proj_size compose with it; IndRNN not
         check_feedback_cell(c["cell"], f"{where}.cell")
-        if c["proj_size"]:
-            raise ValueError(
-                f"{where}.proj_size={c['proj_size']} cannot run with {where}.connection.name="
-                "gated_feedback (it feeds back states of width hidden_size); valid "
-                "connections with proj_size: stack, residual, highway, dense, parallel"
-            )
     # connection options: the keys and types its constructor declares (by default value)
     params = inspect.signature(CONNECTIONS[name].__init__).parameters
     options = {

@@ -84,18 +84,53 @@ def variant_step(
     _, w_hh, b_ih, b_hh = weights
     if variant.layer_norm:
         gh = recurrent_term(cell, h_in, w_hh, torch.zeros_like(b_hh))
-        gx = block_norm(gx, extra.ln_x_gain, extra.ln_x_bias) + b_ih
-        gh = block_norm(gh, extra.ln_h_gain, extra.ln_h_bias) + b_hh
-    else:
-        gx, gh = gx + b_ih, recurrent_term(cell, h_in, w_hh, b_hh)
+        return products_step(cell, acts, variant, gx, gh, state, (b_ih, b_hh), extra, w_hr)
+    gx, gh = gx + b_ih, recurrent_term(cell, h_in, w_hh, b_hh)
+    return _gate_math(cell, acts, variant, gx, gh, state, extra, w_hr)
+
+
+def products_step(
+    cell: str,
+    acts: CellActivations,
+    variant: Variant,
+    gx: torch.Tensor,
+    gh: torch.Tensor,
+    state: State,
+    biases: tuple[torch.Tensor, torch.Tensor],
+    extra: VariantParams | None,
+    w_hr: torch.Tensor | None = None,
+) -> State:
+    """One step from both products WITHOUT their biases: ``gx = W u_t`` and the recurrent
+    term ``gh`` (B, G*H), which the gated-feedback connection assembles itself (its
+    candidate block is the gated sum of feedback products). Layer norm per gate block of
+    each, then ``b_ih`` / ``b_hh``, then the cell's gate math."""
+    b_ih, b_hh = biases
+    if variant.layer_norm:
+        gx = block_norm(gx, extra.ln_x_gain, extra.ln_x_bias)
+        gh = block_norm(gh, extra.ln_h_gain, extra.ln_h_bias)
+    return _gate_math(cell, acts, variant, gx + b_ih, gh + b_hh, state, extra, w_hr)
+
+
+def _gate_math(
+    cell: str,
+    acts: CellActivations,
+    variant: Variant,
+    gx: torch.Tensor,
+    gh: torch.Tensor,
+    state: State,
+    extra: VariantParams | None,
+    w_hr: torch.Tensor | None,
+) -> State:
+    """The elementwise part of a step from ``gx``, ``gh`` with their biases added."""
     if cell == "lstm":
         return lstm_step(acts, variant, gx + gh, state[1], extra, w_hr)
     return cell_step(cell, acts, gx, gh, state)
 
 
-def _zoneout(new: State, old: State, z: float, training: bool) -> State:
-    if training:
-        keeps = [torch.rand_like(s) < z for s in new]
+def zoneout(new: State, old: State, z: float, keeps: list[torch.Tensor] | None) -> State:
+    """Zoneout of a step's new state: ``keeps`` (bool, one per state tensor) keep the old
+    value (training); ``None``: the expectation ``z s_{t-1} + (1-z) s~_t`` (eval)."""
+    if keeps is not None:
         return tuple(torch.where(k, o, n) for k, o, n in zip(keeps, old, new))
     return tuple(z * o + (1.0 - z) * n for o, n in zip(old, new))
 
@@ -132,7 +167,8 @@ def variant_direction(
         h_in = state[0] if drop is None else state[0] * drop
         new = variant_step(cell, acts, variant, gx_t, h_in, state, weights, extra, w_hr)
         if variant.zoneout > 0:
-            new = _zoneout(new, state, variant.zoneout, training)
+            keeps = [torch.rand_like(s) < variant.zoneout for s in new] if training else None
+            new = zoneout(new, state, variant.zoneout, keeps)
         if mask is None:
             state = new
             outs.append(new[0])

@@ -67,7 +67,7 @@ def test_init_options_shape_the_projection():
     assert torch.equal(ident.weights(0)[1][:6], torch.eye(6, 2))
 
 
-@pytest.mark.parametrize("connection", [c for c in CONNECTIONS if c != "gated_feedback"])
+@pytest.mark.parametrize("connection", list(CONNECTIONS))
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_padding_invariance(connection, activation):
     check_padding_invariance(
@@ -76,7 +76,7 @@ def test_padding_invariance(connection, activation):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("connection", [c for c in CONNECTIONS if c != "gated_feedback"])
+@pytest.mark.parametrize("connection", list(CONNECTIONS))
 def test_trains_in_every_connection(connection):
     check_overfits(
         {
@@ -105,8 +105,9 @@ def test_output_size_and_wrong_combinations():
         build_stack(3, {"cell": "lstm", "hidden_size": 8, "proj_size": 8})
     with pytest.raises(ValueError, match=r"model\.proj_size=-1 must be an integer >= 0"):
         build_stack(3, {"cell": "lstm", "proj_size": -1})
-    with pytest.raises(
-        ValueError,
-        match=r"model\.proj_size=2 cannot run with model\.connection\.name=gated_feedback",
-    ):
-        build_stack(3, {"cell": "lstm", "proj_size": 2, "connection": {"name": "gated_feedback"}})
+    # gated feedback feeds back the projected states (width P): it composes too
+    feedback = build_stack(
+        3, {"cell": "lstm", "hidden_size": 8, "proj_size": 3, "num_layers": 2,
+            "connection": {"name": "gated_feedback"}}
+    )  # fmt: skip
+    assert feedback.output_size == 3 and feedback(torch.randn(2, 4, 3))[0].shape == (2, 4, 3)

@@ -26,6 +26,7 @@ OPTIONS = {
     **{f"recurrent_dropout_{c}": {"cell": c, "recurrent_dropout": 0.3} for c in ("lstm", "gru")},
     **{f"zoneout_{c}": {"cell": c, "zoneout": 0.2} for c in ("lstm", "rnn")},
 }
+# gated_feedback runs the variants on its own loop: tests/unit/nn/test_gated_feedback_variants.py
 NOT_FEEDBACK = [c for c in CONNECTIONS if c != "gated_feedback"]
 
 
@@ -84,7 +85,7 @@ def test_padding_invariance(option):
     check_padding_invariance({**OPTIONS[option], "activation": "relu", "bidirectional": True})
 
 
-@pytest.mark.parametrize("connection", NOT_FEEDBACK)
+@pytest.mark.parametrize("connection", list(CONNECTIONS))
 @pytest.mark.parametrize("option", ["cifg", "peephole", "layer_norm_gru", "zoneout_lstm"])
 def test_padding_invariance_in_every_connection(option, connection):
     check_padding_invariance({**OPTIONS[option], "connection": CONNECTIONS[connection]})
@@ -185,8 +186,8 @@ def test_wrong_combinations_fail_at_build_naming_the_key():
         ({"zoneout": -0.1}, r"model\.zoneout=-0\.1 must be a number in \[0, 1\)"),
         ({"layer_norm": "yes"}, r"model\.layer_norm='yes' must be true or false"),
         (
-            {"zoneout": 0.1, "connection": {"name": "gated_feedback"}},
-            r"zoneout=0\.1 cannot run with model\.connection\.name=gated_feedback.*valid connections",
+            {"cell": "indrnn", "zoneout": 0.1, "connection": {"name": "gated_feedback"}},
+            r"model\.cell='indrnn' cannot run with connection\.name=gated_feedback.*valid cells",
         ),
         ({"peephole": True, "fused": True}, r"fused=true but PyTorch's lstm has no peephole=True"),
     ]

@@ -10,6 +10,10 @@ never runs nn.*: it runs the project's gated-feedback kernel (nn/kernels/gated_f
 one matmul per layer and step, a hand-written backward with batched weight gradients,
 C++ on CPU or torch ops elsewhere). ``_autograd_oracle`` keeps the plain autograd
 loop it replaced: the test oracle (and benchmark baseline), never a production path.
+A stack with cell variants (layer norm, recurrent dropout, zoneout, peepholes, Greff's
+LSTM variants) or an LSTM projection (fed-back states of width proj_size) runs the
+variant loop of connections/gated_feedback_variants.py instead: a per-step autograd
+loop built on the variant step math of nn/variant_cells.py.
 The full equations are in docs/equations.md.
 
 Dropout between layers: the fast path samples every step's mask up front (inverted
@@ -31,6 +35,7 @@ from torch.nn import functional as F
 
 from rnnlab.nn.cells import CANDIDATE_BLOCK, cell_step, initial_state
 from rnnlab.nn.connections.base import LayerSpec, RecurrentStack
+from rnnlab.nn.connections.gated_feedback_variants import feedback_variant_direction
 from rnnlab.nn.kernels import describe_backend, feedback_recurrence
 from rnnlab.nn.kernels.gated_feedback import layout
 from rnnlab.nn.masks import full_lengths, reverse_padded, step_mask_or_none
@@ -54,49 +59,56 @@ class _FeedbackDirection(nn.Module):
     def __init__(self, input_size: int, num_layers: int, spec: LayerSpec):
         super().__init__()
         check_feedback_cell(spec.cell)
-        if not spec.variant.is_plain:
-            raise ValueError(
-                f"{spec.variant.describe()} cannot run with connection.name=gated_feedback "
-                "(its kernel runs the plain cells only); valid connections for the cell "
-                "variants: stack, residual, highway, dense, parallel"
-            )
-        if spec.proj_size:
-            raise ValueError(
-                f"proj_size={spec.proj_size} cannot run with connection.name=gated_feedback "
-                "(its kernel feeds back states of width hidden_size); use proj_size=0 or "
-                "another connection: stack, residual, highway, dense, parallel"
-            )
         h = spec.hidden_size
+        # the width of the fed-back states h^i: P with an LSTM projection, else H
+        self.state_size = s = spec.proj_size or h
+        self.variant, self.proj_size = spec.variant, spec.proj_size
         uni = spec.with_(bidirectional=False, fused=False)
-        widths = [input_size] + [h] * (num_layers - 1)
+        widths = [input_size] + [s] * (num_layers - 1)
         self.layers = nn.ModuleList(uni.build(w) for w in widths)
         for layer in self.layers:
-            layer.run_by = "gated_feedback kernel"
+            layer.run_by = f"gated_feedback {self.path_name}"
         self.cell, self.acts, self.hidden = spec.cell, spec.activations, h
-        # U^{i->j} for i != j, stored per target layer j as one (H, (L-1)*H) block.
+        # U^{i->j} for i != j, stored per target layer j as one (H, (L-1)*S) block.
         bound = 1.0 / math.sqrt(h)
         self.cross = nn.ParameterList(
-            nn.Parameter(torch.empty(h, (num_layers - 1) * h).uniform_(-bound, bound))
+            nn.Parameter(torch.empty(h, (num_layers - 1) * s).uniform_(-bound, bound))
             for _ in range(num_layers)
         )
         self.gate_u = nn.ModuleList(nn.Linear(w, num_layers, bias=False) for w in widths)
         self.gate_h = nn.ModuleList(
-            nn.Linear(num_layers * h, num_layers, bias=False) for _ in widths
+            nn.Linear(num_layers * s, num_layers, bias=False) for _ in widths
         )
+
+    @property
+    def runs_kernel(self) -> bool:
+        """Plain cells without a projection run the gated-feedback kernel; any cell variant
+        or ``proj_size`` runs the variant loop (connections/gated_feedback_variants.py)."""
+        return self.variant.is_plain and not self.proj_size
+
+    @property
+    def path_name(self) -> str:
+        return "kernel" if self.runs_kernel else "variant loop (per-step autograd)"
 
     def extra_repr(self) -> str:
         backend = describe_backend(self.layers[0].weights(0)[0])
+        path = f"path=gated_feedback kernel, backend={backend}"
+        if not self.runs_kernel:
+            options = [f"proj_size={self.proj_size}"] if self.proj_size else []
+            options += [self.variant.describe()] if not self.variant.is_plain else []
+            path = ", ".join(options) + f", path=gated_feedback {self.path_name}"
         return (
             f"cell={self.cell}, num_layers={len(self.layers)}, hidden_size={self.hidden}, "
-            f"{self.acts.describe(self.cell)}, path=gated_feedback kernel, backend={backend}"
+            f"{self.acts.describe(self.cell)}, {path}"
         )
 
     def _feedback_matrix(self, j: int) -> torch.Tensor:
-        """(H, L*H): U^{i->j} blocks in layer order, with the layer's own block in place j."""
+        """(H, L*S): U^{i->j} blocks in layer order, with the layer's own block in place j
+        (S: the state width, H or proj_size)."""
         h, num_layers = self.hidden, len(self.layers)
         k = CANDIDATE_BLOCK[self.cell]
         own = self.layers[j].weights(0)[1][k * h : (k + 1) * h]
-        blocks = list(self.cross[j].split(h, dim=1)) if num_layers > 1 else []
+        blocks = list(self.cross[j].split(self.state_size, dim=1)) if num_layers > 1 else []
         blocks.insert(j, own)
         return torch.cat(blocks, dim=1)
 
@@ -133,12 +145,12 @@ class _FeedbackDirection(nn.Module):
         return w0, b0, w_in, b_in, w_rec, b_rec
 
     def drop_masks(self, x: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
-        """(L-1, T, B, H) inverted-dropout masks for every step, or empty without dropout."""
+        """(L-1, T, B, S) inverted-dropout masks for every step, or empty without dropout."""
         p = float(getattr(dropout, "p", 0.0))
         num_layers = len(self.layers)
         if not dropout.training or p == 0.0 or num_layers == 1:
             return x.new_empty(0)
-        shape = (num_layers - 1, x.shape[1], x.shape[0], self.hidden)
+        shape = (num_layers - 1, x.shape[1], x.shape[0], self.state_size)
         return x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
 
     def forward(
@@ -148,7 +160,10 @@ class _FeedbackDirection(nn.Module):
         dropout: nn.Module,
         drop_masks: torch.Tensor | None = None,
     ):
-        """x (B, T, I) -> out (B, T, H), per-layer final states; the kernel's fast path."""
+        """x (B, T, I) -> out (B, T, S), per-layer final states: the kernel's fast path for
+        plain cells, the variant loop for cell variants and projections."""
+        if not self.runs_kernel:
+            return feedback_variant_direction(self, x, lengths, dropout, drop_masks)
         w0, b0, w_in, b_in, w_rec, b_rec = self.kernel_weights()
         gx0 = F.linear(x.transpose(0, 1), w0, b0)  # (T, B, G*H + L): one matmul
         if drop_masks is None:
