@@ -15,8 +15,9 @@ Masks are drawn here, from torch's global generator, in the order and shapes the
 draws them: the recurrent-dropout mask (B, width of h) first, then for each step the
 zoneout keep masks of h and (LSTM) c — drawn as one (T, B·(width of h + H)) uniform
 tensor, which the generator fills with the same numbers as T pairs of per-step draws
-(tests/unit/nn/test_variant_kernel.py checks it) — so under a seed both paths train
-with identical masks. Eval draws nothing; zoneout then uses its expectation.
+(tests/unit/nn/test_variant_kernel.py checks it; CUDA's generator does not, so there
+the masks are drawn step by step, as the loop draws them) — so under a seed every path
+trains with identical masks. Eval draws nothing; zoneout then uses its expectation.
 """
 
 from __future__ import annotations
@@ -60,9 +61,28 @@ def kernel_carries(variant: Variant) -> bool:
     return True
 
 
+def triton_carries(variant: Variant) -> bool:
+    """True when triton_variant*.py implements every option of ``variant`` (all)."""
+    return True
+
+
 def kernel_runs(variant: Variant, x: torch.Tensor) -> bool:
-    """The variant kernel will run a layer with ``variant`` on tensor ``x`` (else the loop)."""
-    return kernel_carries(variant) and backend_for(x) == "cpp" and variant_cpp_available()
+    """A variant kernel (C++ or Triton) will run a layer with ``variant`` on tensor ``x``
+    (else the loop)."""
+    backend = backend_for(x)
+    if backend == "triton":
+        return triton_carries(variant)
+    return kernel_carries(variant) and backend == "cpp" and variant_cpp_available()
+
+
+def _function(backend: str) -> type[torch.autograd.Function]:
+    """The autograd Function of ``backend``: Triton's imported on first use (Triton reads
+    TRITON_INTERPRET then, and may not be installed)."""
+    if backend == "triton":
+        from rnnlab.nn.kernels.triton_variant import TritonVariantRecurrence
+
+        return TritonVariantRecurrence
+    return VariantRecurrence
 
 
 class VariantRecurrence(torch.autograd.Function):
@@ -129,7 +149,14 @@ def draw_masks(
     if variant.zoneout > 0:
         batch, width = h0.shape
         c_width = hidden if cell == "lstm" else 0
-        u = torch.rand(steps, batch * (width + c_width), dtype=h0.dtype, device=h0.device)
+        if h0.device.type == "cpu":
+            u = torch.rand(steps, batch * (width + c_width), dtype=h0.dtype)
+        else:  # CUDA's generator: one draw per step and state, as the loop draws them
+            draws = [
+                torch.rand(batch, w, dtype=h0.dtype, device=h0.device).flatten()
+                for _ in range(steps) for w in (width, c_width) if w
+            ]  # fmt: skip
+            u = torch.cat(draws).view(steps, -1)
         keep = (u < variant.zoneout).to(h0.dtype)
         kh = keep[:, : batch * width].reshape(steps, batch, width)
         if cell == "lstm":
@@ -174,9 +201,11 @@ def variant_kernel_direction(
         if lstm:
             ln[2:4] = extra.ln_c_gain, extra.ln_c_bias
         ln[4:] = extra.ln_x_gain, extra.ln_x_bias
-    out, h, c = VariantRecurrence.apply(
+    backend = backend_for(x)
+    lengths = lengths.to("cpu" if backend == "cpp" else x.device, torch.long)
+    out, h, c = _function(backend).apply(
         gx, w_hh, b_ih, b_hh, h0, c0, peep, empty if w_hr is None else w_hr, *ln,
-        lengths.to("cpu", torch.long), masks, spec,
+        lengths, masks, spec,
     )  # fmt: skip
     return out, ((h, c) if lstm else (h,))
 
@@ -186,9 +215,13 @@ def describe_path(variant: Variant, x: torch.Tensor) -> str:
     from rnnlab.nn.kernels import describe_backend
 
     loop = "variant loop (per-step autograd, nn/variant_cells.py)"
+    backend = describe_backend(x)
+    if backend == "triton":
+        return "variant kernel, backend=triton" if triton_carries(variant) else loop
+    if backend.startswith("triton unavailable"):
+        return f"{loop}; {backend}"
     if not kernel_carries(variant):
         return loop
-    backend = describe_backend(x)
     if backend == "python" or _state.get("cpp") is False:
         return loop
     if backend == "cpp" and _state.get("cpp"):

@@ -1,0 +1,110 @@
+"""Parity of the Triton variant kernel against the variant loop (one copy).
+
+Used by tests/unit/nn/kernels/test_triton_variants.py (CPU tensors, ``TRITON_INTERPRET=1``)
+and by ``make check-gpu`` (benchmarks/check_gpu.py, CUDA tensors). ``variant_parity``
+runs one direction of a layer with a variant (and/or an LSTM projection) through
+``variant_kernel_direction`` on the Triton backend and through
+``variant_cells.variant_direction`` (the per-step autograd loop, the reference) on the
+same leaves, masks drawn under the same seed, and returns ``(name, got, want)`` for the
+output, the final states and the gradient of every leaf (x, h0, c0, W_ih, W_hh, the
+biases, peepholes, layer-norm gains and biases, W_hr) of a weighted loss. With random
+masks (training with recurrent dropout or zoneout) the reference runs in the kernel's
+dtype (the masks are drawn in it); otherwise in float64.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from rnnlab.nn.cells import CellActivations
+from rnnlab.nn.kernels.triton_parity import forced_backend
+from rnnlab.nn.kernels.variant_recurrence import variant_kernel_direction
+from rnnlab.nn.recurrent import RecurrentLayer
+from rnnlab.nn.variant_cells import variant_direction
+from rnnlab.nn.variants import Variant
+
+F64 = torch.float64
+# name -> (cell, Variant options, proj_size): every option, alone and combined.
+CASES = {
+    **{v: ("lstm", {"lstm_variant": v}, 0) for v in ("cifg", "nig", "nfg", "nog", "niaf")},
+    "noaf_peephole": ("lstm", {"lstm_variant": "noaf", "peephole": True}, 0),
+    "cifg_peephole_zoneout": (
+        "lstm",
+        {"lstm_variant": "cifg", "peephole": True, "zoneout": 0.3},
+        0,
+    ),
+    "projection_dropout": ("lstm", {"recurrent_dropout": 0.3}, 3),
+    "dropout_zoneout_gru": ("gru", {"recurrent_dropout": 0.3, "zoneout": 0.3}, 0),
+    "dropout_zoneout_rnn": ("rnn", {"recurrent_dropout": 0.3, "zoneout": 0.3}, 0),
+    "dropout_zoneout_indrnn": ("indrnn", {"recurrent_dropout": 0.3, "zoneout": 0.3}, 0),
+    "layer_norm_all_lstm": (
+        "lstm",
+        {"layer_norm": True, "peephole": True, "zoneout": 0.3, "recurrent_dropout": 0.3},
+        3,
+    ),
+    "layer_norm_gru": ("gru", {"layer_norm": True, "zoneout": 0.2}, 0),
+    "layer_norm_rnn": ("rnn", {"layer_norm": True}, 0),
+    "layer_norm_indrnn": ("indrnn", {"layer_norm": True, "recurrent_dropout": 0.2}, 0),
+}
+
+
+def _leaves(layer: RecurrentLayer) -> dict[str, torch.Tensor]:
+    """Direction 0's tensors the step reads, by name (IndRNN's vector already bounded)."""
+    names = ("w_ih", "w_hh", "b_ih", "b_hh")
+    leaves = dict(zip(names, (t.detach() for t in layer.step_weights(0))))
+    if layer.variant_params is not None:
+        leaves.update({n: p.detach() for n, p in layer.variant_params[0].named_parameters()})
+    if layer.proj_size:
+        leaves["w_hr"] = layer.projection(0).detach()
+    return leaves
+
+
+def _run(fn, layer, backend, dtype, x, lengths, state, leaves, weights, training):
+    ins = {n: t.to(dtype).requires_grad_() for n, t in {"x": x, **state, **leaves}.items()}
+    extra = {"peephole": None, **{n: ins[n] for n in leaves if n.startswith(("p", "ln"))}}
+    extra = SimpleNamespace(**extra)
+    weights4 = tuple(ins[n] for n in ("w_ih", "w_hh", "b_ih", "b_hh"))
+    st = tuple(ins[n] for n in state)
+    with forced_backend(backend):
+        torch.manual_seed(5)  # the same masks on both paths
+        out, final = fn(
+            layer.cell, layer.acts, layer.variant, ins["x"], lengths, weights4, extra,
+            ins.get("w_hr"), st, training,
+        )  # fmt: skip
+    loss = (out.to(F64) * weights[0]).sum()
+    loss = loss + sum((s.to(F64) * w).sum() for s, w in zip(final, weights[1:]))
+    grads = torch.autograd.grad(loss, list(ins.values()))
+    names = ["out", *(f"{n}_T" for n in state), *(f"d_{n}" for n in ins)]
+    return list(zip(names, [out, *final, *grads], strict=True))
+
+
+def variant_parity(case, device="cpu", dtype=torch.float32, training=True, batch=3, steps=4,
+                   input_size=5, hidden=8, activation="tanh"):  # fmt: skip
+    """Triton (``dtype``) vs the variant loop for ``CASES[case]``: (name, got, want)."""
+    cell, opts, proj = CASES[case]
+    torch.manual_seed(0)
+    acts = CellActivations(activation, cell_activation="softsign" if cell == "lstm" else None)
+    layer = RecurrentLayer(
+        cell, input_size, hidden, proj_size=proj, variant=Variant(**opts), activations=acts
+    ).to(device, F64)
+    g = torch.Generator().manual_seed(1)
+    width = proj or hidden
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g, dtype=F64).to(device)
+
+    x = rnd(batch, steps, input_size)
+    lengths = torch.tensor([steps, 2, steps - 1, 1] * batch)[:batch].to(device)
+    state = {"h0": rnd(batch, width)}
+    if cell == "lstm":
+        state["c0"] = rnd(batch, hidden)
+    weights = [rnd(batch, steps, width), *(rnd(*s.shape) for s in state.values())]
+    leaves = _leaves(layer)
+    random = training and (opts.get("recurrent_dropout") or opts.get("zoneout"))
+    ref_dtype = dtype if random else F64
+    args = (x, lengths, state, leaves, weights, training)
+    got = _run(variant_kernel_direction, layer, "triton", dtype, *args)
+    want = _run(variant_direction, layer, "python", ref_dtype, *args)
+    return [(n, a, b) for (n, a), (_, b) in zip(got, want, strict=True)]
