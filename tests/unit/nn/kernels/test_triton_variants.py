@@ -1,0 +1,115 @@
+"""The cell variants on the Triton backend (nn/kernels/triton_variant*.py) against the loop.
+
+Runs here, without a GPU, through Triton's interpreter (TRITON_INTERPRET=1, CPU tensors).
+The reference is the per-step autograd loop of nn/variant_cells.py; the shared helper
+(nn/kernels/triton_variant_parity.py, also run by make check-gpu) compares outputs, final
+states and the gradient of every leaf — x, h0, c0, W_ih, W_hh, both biases, peepholes,
+every layer-norm gain and bias, W_hr — with ragged lengths and an initial state, in
+training (the same dropout/zoneout masks under a seed) and in eval (zoneout's
+expectation). Tiny shapes: T=4, B=3, I=5, H=8 (P=3), plus one with several row
+programs, K chunks and column tiles.
+"""
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from rnnlab.nn import RecurrentLayer, kernels  # noqa: E402
+from rnnlab.nn import recurrent as recurrent_module  # noqa: E402
+from rnnlab.nn.cells import CellActivations  # noqa: E402
+from rnnlab.nn.kernels.triton_parity import forced_backend, mismatches  # noqa: E402
+from rnnlab.nn.kernels.triton_variant_parity import CASES, variant_parity  # noqa: E402
+from rnnlab.nn.variants import Variant  # noqa: E402
+
+BASE = {"out", "h0_T", "d_x", "d_h0", "d_w_ih", "d_w_hh", "d_b_ih", "d_b_hh"}
+
+
+def _expected_names(case):
+    cell, opts, proj = CASES[case]
+    names = set(BASE) | ({"c0_T", "d_c0"} if cell == "lstm" else set())
+    names |= {"d_peephole"} if opts.get("peephole") else set()
+    names |= {"d_w_hr"} if proj else set()
+    if opts.get("layer_norm"):
+        parts = ("x", "h", "c") if cell == "lstm" else ("x", "h")
+        names |= {f"d_ln_{p}_{k}" for p in parts for k in ("gain", "bias")}
+    return names
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_matches_the_variant_loop(case, training):
+    triples = variant_parity(case, training=training)
+    assert {n for n, _, _ in triples} == _expected_names(case)
+    assert mismatches(triples) == []
+    out = dict((n, g) for n, g, _ in triples)["out"]
+    assert torch.all(out[1, 2:] == 0) and torch.all(out[2, 3:] == 0), "padded steps: zeros"
+
+
+@pytest.mark.parametrize("case", ["layer_norm_all_lstm", "dropout_zoneout_gru"])
+def test_several_row_programs_k_chunks_and_column_tiles(case):
+    """B = 20 (two 16-row programs), H = 40 (64-wide rows, masked; a K loop of two 32-wide
+    chunks; two 32-column tiles of dh_{t-1})."""
+    assert mismatches(variant_parity(case, batch=20, hidden=40, steps=3)) == []
+
+
+@pytest.mark.parametrize(
+    "case,activation", [("cifg_peephole_zoneout", "gelu"), ("layer_norm_gru", "relu")]
+)
+def test_other_activations(case, activation):
+    assert mismatches(variant_parity(case, activation=activation)) == []
+
+
+@pytest.mark.parametrize("case", ["layer_norm_all_lstm", "layer_norm_gru"])
+def test_bfloat16_inputs_accumulate_in_float32(case):
+    bf16 = torch.bfloat16
+    triples = variant_parity(case, dtype=bf16, training=False)
+    assert mismatches(triples, bf16) == []
+    got = dict((n, g) for n, g, _ in triples)
+    assert got["out"].dtype == bf16 and got["d_x"].dtype == bf16
+
+
+def test_mismatch_is_reported():
+    name, got, want = variant_parity("layer_norm_rnn")[-1]
+    assert mismatches([(name, got + 1e-3, want)]) and mismatches([(name, got, want)]) == []
+
+
+def test_layer_runs_the_triton_variant_path(monkeypatch):
+    """A bidirectional layer under RNNLAB_KERNEL=triton: its repr names the path, the
+    Triton Function runs, and the numbers are the loop's (same zoneout masks)."""
+    from rnnlab.nn.kernels.triton_variant import TritonVariantRecurrence
+
+    torch.manual_seed(0)
+    variant = Variant(lstm_variant="nig", peephole=True, layer_norm=True, zoneout=0.2)
+    layer = RecurrentLayer(
+        "lstm", 3, 8, bidirectional=True, proj_size=4, variant=variant,
+        activations=CellActivations("tanh"),
+    ).train()  # fmt: skip
+    x = torch.randn(3, 4, 3, requires_grad=True)
+    lengths = torch.tensor([4, 1, 3])
+    calls = []
+    original = TritonVariantRecurrence.apply
+    monkeypatch.setattr(
+        TritonVariantRecurrence, "apply", lambda *a: calls.append(1) or original(*a)
+    )
+
+    def run():
+        torch.manual_seed(4)
+        out, final = layer(x, lengths)
+        loss = (out * out.detach().cos()).sum() + sum(s.sum() for s in final)
+        return [out, *final, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+
+    with forced_backend("triton"):
+        assert "variant kernel, backend=triton" in repr(layer)
+        got = run()
+    assert len(calls) == 2, "both directions must run the Triton variant Function"
+    monkeypatch.setattr(recurrent_module, "kernel_runs", lambda variant, x: False)
+    with forced_backend("python"):
+        assert "variant loop" in layer.path()
+        want = run()
+    assert len(calls) == 2
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=2e-5, rtol=2e-4)
+    kernels.reset_backend()
