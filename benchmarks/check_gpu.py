@@ -7,7 +7,8 @@ rnnlab/nn/kernels/triton_parity.py) on CUDA tensors instead of the interpreter, 
 the compiled kernels and the CUDA-graph replay are what is checked: every cell x
 {tanh, relu, gelu, silu/softsign with hard_sigmoid gates} x {ragged + initial state,
 full + zero state}, a bfloat16 check, the gated-feedback stack (1-3 layers, dropout
-masks), a replay of a second batch through a captured graph, and two short
+masks), the cell variants' Triton kernel against the variant loop (every option at once
+on an LSTMP, and a GRU with dropout and zoneout; training masks; several programs), a replay of a second batch through a captured graph, and two short
 ``python -m rnnlab.train trainer=gpu`` runs on the Triton backend (a relu LSTM with
 ``trainer.precision=bf16-mixed``, a 2-layer gated-feedback GRU; the training CLI needs
 the project installed: Hydra, Lightning). One line per check, then ``N passed, N
@@ -78,6 +79,12 @@ def parity_checks() -> dict[str, Callable[[], list[str]]]:
     checks["gated feedback gru dropout"] = lambda: mismatches(
         feedback_parity("gru", "tanh", 3, "cuda", dropout=0.4)
     )
+    from rnnlab.nn.kernels.triton_variant_parity import variant_parity
+
+    for case in ("layer_norm_all_lstm", "dropout_zoneout_gru"):
+        checks[f"variant {case} (train)"] = lambda c=case: mismatches(
+            variant_parity(c, "cuda", batch=20, steps=12, input_size=16, hidden=40)
+        )
     return checks
 
 

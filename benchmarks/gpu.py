@@ -15,7 +15,10 @@ forward+backward of ``out.sum()``:
   - ``torch_ops``: rnnlab's kernel on the torch-ops backend (relu), the path every
     custom activation took on GPUs before the Triton backend;
 and, for the gated-feedback connection (2 layers, gelu, the first two shapes), the
-stack on ``triton`` against ``torch_ops``. Peak memory of a training step: one
+stack on ``triton`` against ``torch_ops``; for the cell variants (``VARIANTS``, the
+first shape, training mode so dropout/zoneout draw their masks) the Triton variant
+kernel (``triton``) against the per-step autograd loop (``variant_loop``, what ran on
+GPUs before it); their ``activation`` column names the variant. Peak memory of a training step: one
 forward+backward after ``torch.cuda.reset_peak_memory_stats``,
 ``max_memory_allocated`` minus what was allocated before (inputs, weights excluded).
 Writes ``benchmarks/results/gpu.json`` (device, versions, one record per cell, impl,
@@ -45,6 +48,14 @@ SHAPES = [
 ]
 CELLS = ("lstm", "gru", "rnn")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# name -> (cell, Variant options, proj_size): the variant rows (first shape only).
+VARIANTS = {
+    "cifg+peephole": ("lstm", {"lstm_variant": "cifg", "peephole": True}, 0),
+    "layer_norm": ("lstm", {"layer_norm": True}, 0),
+    "dropout+zoneout": ("lstm", {"recurrent_dropout": 0.25, "zoneout": 0.1}, 0),
+    "proj128": ("lstm", {}, 128),
+    "gru layer_norm+zoneout": ("gru", {"layer_norm": True, "zoneout": 0.1}, 0),
+}
 RESULTS = Path(__file__).parent / "results"
 TORCH = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 Impl = Callable[[torch.Tensor], torch.Tensor]
@@ -87,6 +98,21 @@ def feedback_impls(cell: str, inp: int, hidden: int, dtype) -> dict[tuple[str, s
     return {
         (b, "gelu"): on_backend(n, stack)
         for b, n in (("triton", "triton"), ("torch_ops", "python"))
+    }
+
+
+def variant_impls(name: str, inp: int, hidden: int, dtype) -> dict[tuple[str, str], Impl]:
+    """``VARIANTS[name]`` on the Triton variant kernel and on the variant loop."""
+    from rnnlab.nn import RecurrentLayer
+    from rnnlab.nn.variants import Variant
+
+    cell, opts, proj = VARIANTS[name]
+    torch.manual_seed(0)
+    layer = RecurrentLayer(cell, inp, hidden, proj_size=proj, variant=Variant(**opts), fused=False)
+    layer = layer.to("cuda", dtype).train()
+    return {
+        (b, name): on_backend(n, layer)
+        for b, n in (("triton", "triton"), ("variant_loop", "python"))
     }
 
 
@@ -133,12 +159,14 @@ def measure(impls: dict, x: torch.Tensor, warmup: int, repeats: int) -> dict:
     }
 
 
-def records_for(cell, shape, dtype_name, impls, args, connection="none") -> list[dict]:
+def records_for(
+    cell, shape, dtype_name, impls, args, connection="none", ops_key=None
+) -> list[dict]:
     steps, batch, inp, _ = shape
     x = torch.randn(batch, steps, inp, device="cuda", dtype=DTYPES[dtype_name])
     res = measure(impls, x, args.warmup, args.repeats)
     base = res.get(("cudnn", "tanh"))
-    ops = res[("torch_ops", "relu" if connection == "none" else "gelu")]
+    ops = res[ops_key or ("torch_ops", "relu" if connection == "none" else "gelu")]
     out = []
     for (impl, act), r in res.items():
         rec = {"cell": cell, "impl": impl, "activation": act, "dtype": dtype_name}
@@ -147,6 +175,7 @@ def records_for(cell, shape, dtype_name, impls, args, connection="none") -> list
             rec["speed_vs_cudnn_fwd"] = round(base["fwd_ms"] / r["fwd_ms"], 3)
             rec["speed_vs_cudnn_fwdbwd"] = round(base["fwdbwd_ms"] / r["fwdbwd_ms"], 3)
             rec["mem_vs_cudnn"] = round(r["peak_mb"] / max(base["peak_mb"], 1e-9), 3)
+        rec["speed_vs_torch_ops_fwd"] = round(ops["fwd_ms"] / r["fwd_ms"], 3)
         rec["speed_vs_torch_ops_fwdbwd"] = round(ops["fwdbwd_ms"] / r["fwdbwd_ms"], 3)
         out.append(rec)
         print(json.dumps(rec), flush=True)
@@ -172,8 +201,9 @@ def meta(args) -> dict:
 def markdown(m: dict, records: list[dict]) -> str:
     lines = [
         f"{m['device']}; torch {m['torch']}, Triton {m['triton']}, CUDA {m['cuda']}; "
-        f"median of {m['repeats']} interleaved repeats. Ratios: cuDNN (or torch-ops) time / "
-        "this time (>1 = faster).",
+        f"median of {m['repeats']} interleaved repeats. Ratios: cuDNN (or torch-ops; for the "
+        "variant rows, whose act column names the variant: the variant loop) time / this "
+        "time (>1 = faster).",
         "",
         "| cell | conn | dtype | (T, B, I, H) | impl | act | fwd ms | fwd+bwd ms | peak MB | "
         "vs cuDNN fwd | vs cuDNN fwd+bwd | mem vs cuDNN | vs torch_ops fwd+bwd |",
@@ -202,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", nargs="*", default=list(DTYPES), choices=list(DTYPES))
     p.add_argument("--cells", nargs="*", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--no-variants",
+        dest="variants",
+        action="store_false",
+        help="skip the cell-variant rows (Triton variant kernel vs the loop)",
+    )
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         print(NO_CUDA)
@@ -216,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
                 if i < 2 and cell != "rnn":
                     impls = feedback_impls(cell, shape[2], shape[3], DTYPES[dtype_name])
                     records += records_for(cell, shape, dtype_name, impls, args, "gated_feedback")
+            if i == 0 and args.variants:
+                for name, (cell, _, _) in VARIANTS.items():
+                    impls = variant_impls(name, shape[2], shape[3], DTYPES[dtype_name])
+                    key = ("variant_loop", name)
+                    records += records_for(cell, shape, dtype_name, impls, args, ops_key=key)
     m = meta(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu.json").write_text(json.dumps({"meta": m, "records": records}, indent=1))
