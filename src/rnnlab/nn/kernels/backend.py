@@ -1,7 +1,8 @@
 """Which backend runs a recurrent kernel call: ``RNNLAB_KERNEL=auto|cpp|triton|python``.
 
 - ``cpp``: recurrence.cpp / gated_feedback.cpp compiled once (build.py): CPU, float32/64;
-- ``triton``: triton_recurrence.py / triton_feedback.py: CUDA tensors in float32, bfloat16
+- ``triton``: triton_recurrence.py / triton_feedback.py, and the cell variants'
+  triton_variant.py: CUDA tensors in float32, bfloat16
   or float16 (float32 accumulation and state); on CPU tensors only under Triton's
   interpreter (``TRITON_INTERPRET=1``, how the tests check the kernels without a GPU);
 - ``python``: torch_ops.py / gated_feedback_torch_ops.py, the same algorithm in torch ops:

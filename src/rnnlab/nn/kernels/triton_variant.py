@@ -184,7 +184,8 @@ def _backward_loop(spec, grad_out, grad_h, grad_c, w, whr, h0_, c0_, out, sv, le
             )  # fmt: skip
         ts["dh_last"], ts["dc_last"] = dhs[steps % 2], dcs[steps % 2]
 
-    key = ("var_bwd", batch, steps, hidden, hh, z, dtype, w.dtype, *sorted(gconsts.items()))
+    key = ("var_bwd", batch, steps, hidden, hh, z, dtype, w.dtype, dconsts["DROP"])
+    key += tuple(sorted(gconsts.items()))
     return run_steps(key, launch, tensors, outputs, ("dh_last", "dc_last"))
 
 

@@ -1,10 +1,14 @@
-"""The cell variants on the C++ kernel: variant_recurrence.cpp and its autograd Function.
+"""The cell variants on the kernels: variant_recurrence.cpp (CPU) and its autograd
+Function here, and the Triton backend (CUDA: triton_variant.py, same contract).
 
 ``variant_kernel_direction`` runs one direction of a layer with a non-plain ``Variant``
 (Greff variants, peepholes, layer norm, recurrent dropout, zoneout) and/or an LSTM
 projection, with the same arguments and results as ``variant_cells.variant_direction``
-(the per-step autograd loop, which stays the reference and the fallback: non-CPU
-tensors, other dtypes, ``RNNLAB_KERNEL=python`` or a failed build). Layer norm runs per
+(the per-step autograd loop, which stays the reference and the fallback:
+``RNNLAB_KERNEL=python``, dtypes neither backend runs, a failed build). The backend is
+``backend_for(x)``: ``cpp`` runs VariantRecurrence, ``triton`` (CUDA, or CPU under
+``TRITON_INTERPRET=1``; float32/bfloat16/float16) TritonVariantRecurrence; every option
+runs on both. Layer norm runs per
 row and step in the kernel (LN(W u), LN(U h) per gate block, the LSTM's LN(c~)): as
 autograd ops outside the loop, LN(W u) alone cost more than the whole loop. As in nn/kernels/__init__.py,
 ``gx = W u`` for all steps is one product outside (autograd gives dW_ih, dX), the loop
