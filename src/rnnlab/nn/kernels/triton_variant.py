@@ -43,6 +43,17 @@ def _pow2(n: int) -> int:
     return max(16, 1 << (max(n, 1) - 1).bit_length())
 
 
+def tiles(batch: int, hidden: int, hh: int, full: bool) -> tuple[dict[str, int], tuple]:
+    """(BB, BH, BO, num_warps) and the grid of the gate kernels: full rows (16 x the
+    whole H, and P) where layer norm or the projection needs them, else the plain
+    kernel's (BB x BH) column tiles."""
+    if full:
+        bh, warps = _pow2(hidden), 4 if _pow2(hidden) <= 128 else 8
+        return dict(BB=ROWS, BH=bh, BO=_pow2(hh), num_warps=warps), (cdiv(batch, ROWS), 1)
+    bb, bh = blocks(batch, hidden)
+    return dict(BB=bb, BH=bh, BO=bh), (cdiv(batch, bb), cdiv(hidden, bh))
+
+
 def _ln_x(gx: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor):
     """LN(W u) per gate block over all steps: (y (B, T, G*H), x^ (B, T, G, H), 1/std)."""
     blocks_ = gx.view(*gx.shape[:2], *gain.shape)
@@ -106,8 +117,8 @@ def forward(spec, gx, w_hh, b_ih, b_hh, h0, c0, peep, w_hr, ln, lengths, masks, 
     params = dict(bhh=f32(b_hh), peep=f32(peep), lnh_g=f32(ln[0]), lnh_b=f32(ln[1]))
     params.update(lnc_g=f32(ln[2]), lnc_b=f32(ln[3]))
     consts = _consts(cell, codes, variant, flags, gx.dtype)
-    consts.update(SAVE=save, BB=ROWS, BH=_pow2(hidden), BK=blocks(1, hh)[1], BO=_pow2(hh))
-    grid = (cdiv(batch, ROWS),)
+    tile, grid = tiles(batch, hidden, hh, has_ln or proj)
+    consts.update(SAVE=save, BK=blocks(1, hh)[1], **tile)
     tensors = dict(xb=xb, w=w, whr=whr, drop=drop, kh=kh, kc=kc, h0=h[0], c0=c[0])
     tensors.update(params, len=lengths)
     outputs = dict(out=out, h1=h[1], c1=c[1], **{k: v for k, v in saved.items() if v.numel()})
@@ -158,10 +169,11 @@ def _backward_loop(spec, grad_out, grad_h, grad_c, w, whr, h0_, c0_, out, sv, le
         dht=new(*bt, hh, on=proj), dcn=new(*bt, hidden, on=has_ln and lstm),
     )  # fmt: skip
     bb, bj = blocks(batch, hh)
-    grid1, grid2 = (cdiv(batch, ROWS),), (cdiv(batch, bb), cdiv(hh, bj))
+    tile, grid1 = tiles(batch, hidden, hh, has_ln or proj)
+    grid2 = (cdiv(batch, bb), cdiv(hh, bj))
     small = dict(G=consts["G"], CELL=consts["CELL"], PREC=consts["PREC"], OPER=oper)
     dconsts = dict(DROP=sv["drop"].numel() > 0, BB=bb, BJ=bj, BK=blocks(1, hidden)[1], **small)
-    gconsts = dict(BB=ROWS, BH=_pow2(hidden), BO=_pow2(hh), OPER=oper, **consts)
+    gconsts = dict(OPER=oper, **tile, **consts)
     tensors = dict(go=grad_out.contiguous(), dh0=dh[0], dc0=dc[0], w=w, whr=whr, h0=h0_,
                    c0=c0_, out=out.contiguous(), len=lengths, **sv)  # fmt: skip
     outputs = dict(dh1=dh[1], dc1=dc[1], carry=new(batch, hh), **grads)

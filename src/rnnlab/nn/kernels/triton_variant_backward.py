@@ -90,7 +90,8 @@ def bwd_gates(
     BO: tl.constexpr, PREC: tl.constexpr, OPER: tl.constexpr,
 ):  # fmt: skip
     rb = tl.program_id(0) * BB + tl.arange(0, BB)
-    rj, ro = tl.arange(0, BH), tl.arange(0, BO)
+    col = tl.program_id(1)  # one column tile (0 for full rows: layer norm, projection)
+    rj, ro = col * BH + tl.arange(0, BH), col * BO + tl.arange(0, BO)
     mb, mj, mo = rb < B, rj < H, ro < HH
     m2, mo2 = mb[:, None] & mj[None, :], mb[:, None] & mo[None, :]
     srow = rb * T + t

@@ -1,9 +1,11 @@
 """The Triton step kernels of the cell variants (host side: triton_variant.py).
 
-Design. A variant step needs whole rows: layer norm takes per-row statistics over each
-gate block, a projection ``h = W_hr r`` reads all of ``r``. So the gate kernels give one
-program BB batch rows x the FULL hidden width (BH = next power of two >= H) and all G
-gate blocks; one step is then
+Design. Layer norm takes per-row statistics over each gate block and a projection
+``h = W_hr r`` reads all of ``r``: with either, a gate-kernel program owns BB = 16 batch
+rows x the FULL hidden width (BH = next power of two >= H; BO >= P) and all G gate
+blocks. Without them (Greff variants, peepholes, dropout, zoneout) the same kernels run
+the plain kernel's (BB x BH) column tiles (program axis 1), every option being
+columnwise. One step is then
 
 forward, ``fwd_step`` (one launch):
     acc_k = (m * h_{t-1}) W_hh[k H + .]^T              (tl.dot over Hh in BK chunks)
@@ -20,9 +22,10 @@ dW_hh, dW_hr, the biases, peepholes and LN gains are reductions after the loop
 (triton_variant.py). Buffers: state and saved tensors float32, (B, T, ...) row-major;
 masks: drop (B, Hh), kh (T, B, Hh), kc (T, B, H). Padded steps output zeros and keep
 the state, their saved gradients are zero. ``OPER`` rounds product operands as in
-triton_recurrence_kernels.py. The full-row tile keeps H (and P) in registers: fine for
-the H <= 1024 layers of this lab, and the one program per BB rows is the price of
-in-program layer norm (a tiled forward without LN/projection is the obvious next step).
+triton_recurrence_kernels.py. A full-row program keeps G x 16 x H float32 values in
+registers (8 warps past H = 128): the price of in-program layer norm is fewer, heavier
+programs (cdiv(B, 16) per step); a split LN-statistics kernel would be the next step
+if that measures slow.
 """
 
 from __future__ import annotations
@@ -130,7 +133,8 @@ def fwd_step(
     PREC: tl.constexpr, OPER: tl.constexpr,
 ):  # fmt: skip
     rb = tl.program_id(0) * BB + tl.arange(0, BB)
-    rj, ro = tl.arange(0, BH), tl.arange(0, BO)
+    col = tl.program_id(1)  # one column tile (0 for full rows: layer norm, projection)
+    rj, ro = col * BH + tl.arange(0, BH), col * BO + tl.arange(0, BO)
     mb, mj, mo = rb < B, rj < H, ro < HH
     m2, mo2 = mb[:, None] & mj[None, :], mb[:, None] & mo[None, :]
     srow = rb * T + t

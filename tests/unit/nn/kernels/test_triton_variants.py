@@ -50,8 +50,9 @@ def test_matches_the_variant_loop(case, training):
 
 @pytest.mark.parametrize("case", ["layer_norm_all_lstm", "dropout_zoneout_gru"])
 def test_several_row_programs_k_chunks_and_column_tiles(case):
-    """B = 20 (two 16-row programs), H = 40 (64-wide rows, masked; a K loop of two 32-wide
-    chunks; two 32-column tiles of dh_{t-1})."""
+    """B = 20, H = 40: layer norm + projection run full-row programs (two of 16 rows,
+    64-wide masked rows), dropout + zoneout GRU the column tiles (two of 32 columns);
+    both a K loop of two 32-wide chunks and two 32-column tiles of dh_{t-1}."""
     assert mismatches(variant_parity(case, batch=20, hidden=40, steps=3)) == []
 
 
