@@ -306,3 +306,31 @@ def test_config_hash_is_shared_by_seeds_and_differs_otherwise():
     assert config_hash(base) == config_hash(other_seed)
     assert config_hash(base) != config_hash(base | {"optim": {"lr": 0.01}})
     assert len(config_hash(base)) == 8
+
+
+def test_appended_group_sweep_is_one_column_and_reruns_with_its_plus(tmp_path, capsys):
+    """sweep=lstm_variants sweeps ``+model/variant`` (an appended config group): the
+    report must show one ``model/variant`` column (not an empty ``+model/variant`` one
+    besides it) and print a rerun command that Hydra accepts (the ``+`` kept)."""
+    from rnnlab.report import main
+
+    root = tmp_path / "sweep"
+    root.mkdir()
+    write_multirun_yaml(
+        root, ["sweep=lstm_variants"], params={"+model/variant": "vanilla,cifg", "seed": "42,43"}
+    )
+    values = {"vanilla": [0.80, 0.82], "cifg": [0.70, 0.72]}
+    n = 0
+    for variant, bests in values.items():
+        for seed, best in zip((42, 43), bests):
+            extra = {"+model/variant": variant, "seed": str(seed)}
+            write_job(root, str(n), "tanh", "stack", best, extra=extra)
+            n += 1
+    assert main([str(root), "--out", str(root / "r")]) == 0
+    out = capsys.readouterr().out
+    rows = read_csv(root / "r" / "configs.csv")
+    assert [r["model/variant"] for r in rows] == ["vanilla", "cifg"]
+    assert not any(k.startswith("+") for k in rows[0])
+    assert "best configuration: model/variant=vanilla" in out
+    assert "rerun: python -m rnnlab.train -m model/activation=tanh model/connection=stack " in out
+    assert "+model/variant=vanilla seed=42,43" in out

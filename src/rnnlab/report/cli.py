@@ -125,7 +125,6 @@ def _print_best(report: Report) -> None:
     config = report.best_config
     if report.grouped and config is not None:
         s = config.summary
-        overrides = " ".join(f"{k}={v}" for k, v in config.first.config_key())
         seeds = ",".join(j.seed for j in config.jobs)
         print(
             f"best configuration: {report.config_label(config)}: {report.metric}="
@@ -136,13 +135,13 @@ def _print_best(report: Report) -> None:
         if runner is not None and runner.comparison is not None:
             print(f"  vs runner-up {report.config_label(runner)}: {runner.comparison.verdict()}")
         if report.source == "hydra":
-            print(f"  rerun: python -m rnnlab.train -m {overrides} seed={seeds}")
+            rerun = config.first.rerun_args(seed=False)
+            print(f"  rerun: python -m rnnlab.train -m {rerun} seed={seeds}")
         return
-    overrides = " ".join(f"{k}={v}" for k, v in best.overrides.items())
     axes = " ".join(f"{a}={best.axes[a]}" for a in AXES)
     print(f"best: job {best.name}: {axes}, {report.metric}={best.value:.6g} ({report.mode})")
     if report.source == "hydra":
-        print(f"  rerun: python -m rnnlab.train {overrides}")
+        print(f"  rerun: python -m rnnlab.train {best.rerun_args()}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,7 +117,9 @@ def _read_hydra(job: Job) -> None:
     if (hydra_dir / "config.yaml").is_file():
         job.config = _load_yaml(hydra_dir / "config.yaml") or {}
     if (hydra_dir / "overrides.yaml").is_file():
-        job.overrides = parse_overrides(_load_yaml(hydra_dir / "overrides.yaml"))
+        items = _load_yaml(hydra_dir / "overrides.yaml") or []
+        job.overrides = parse_overrides(items)
+        job.args = [str(item) for item in items if "=" in str(item)]
     choices: dict[str, Any] = {}
     if (hydra_dir / "hydra.yaml").is_file():
         hydra_cfg = (_load_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra") or {}
@@ -194,7 +196,7 @@ def swept_keys(sweep_dir: Path, jobs: list[Job]) -> list[str]:
             if SWEEP_SYNTAX.search(value):
                 varying.add(key)
         params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
-        varying.update(str(k) for k in params)
+        varying.update(str(k).lstrip("+~") for k in params)  # keys as parse_overrides
     return sorted(k for k in varying if k not in AXIS_KEYS and not k.startswith("hydra."))
 
 

@@ -50,6 +50,7 @@ class Job:
     path: Path
     config: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # the overrides as typed (``+key=v``)
     axes: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] | None = None
     epochs: int | None = None
@@ -73,6 +74,12 @@ class Job:
             if key in self.overrides:
                 return self.overrides[key]
         return str(self.config.get("seed", "?"))
+
+    def rerun_args(self, *, seed: bool = True) -> str:
+        """The job's overrides as typed on the command line (``+`` / ``~`` kept), without
+        the seed when ``seed`` is False: what reruns it."""
+        keep = [a for a in self.args if seed or a.partition("=")[0].lstrip("+~") not in SEED_KEYS]
+        return " ".join(keep)
 
     def config_key(self) -> tuple[tuple[str, str], ...]:
         """What identifies the job's configuration: its overrides without the seed."""
