@@ -43,13 +43,21 @@ def _pow2(n: int) -> int:
     return max(16, 1 << (max(n, 1) - 1).bit_length())
 
 
+def _chunk(k: int, bh: int) -> int:
+    """BK of a product's K loop: 16 or 32, 16 past 256-wide rows (shared memory)."""
+    return 16 if k <= 16 or bh > 256 else 32
+
+
 def tiles(batch: int, hidden: int, hh: int, full: bool) -> tuple[dict[str, int], tuple]:
-    """(BB, BH, BO, num_warps) and the grid of the gate kernels: full rows (16 x the
-    whole H, and P) where layer norm or the projection needs them, else the plain
-    kernel's (BB x BH) column tiles."""
+    """(BB, BH, BO, launch options) and the grid of the gate kernels: full rows (16 x
+    the whole H, and P; 8-16 warps past H = 128, two pipeline stages: shared memory)
+    where layer norm or the projection needs them, else the plain kernel's (BB x BH)
+    column tiles."""
     if full:
-        bh, warps = _pow2(hidden), 4 if _pow2(hidden) <= 128 else 8
-        return dict(BB=ROWS, BH=bh, BO=_pow2(hh), num_warps=warps), (cdiv(batch, ROWS), 1)
+        bh = _pow2(hidden)
+        warps = 4 if bh <= 128 else 8 if bh <= 512 else 16
+        tile = dict(BB=ROWS, BH=bh, BO=_pow2(hh), num_warps=warps, num_stages=2)
+        return tile, (cdiv(batch, ROWS), 1)
     bb, bh = blocks(batch, hidden)
     return dict(BB=bb, BH=bh, BO=bh), (cdiv(batch, bb), cdiv(hidden, bh))
 
@@ -110,15 +118,17 @@ def forward(spec, gx, w_hh, b_ih, b_hh, h0, c0, peep, w_hr, ln, lengths, masks, 
         pre=buf(*bt, gh), ct=buf(*bt, hidden, on=lstm), cs=buf(*bt, hidden, on=lstm),
         hn=buf(*bt, hidden, on=gru), xh=buf(*bt, gh, on=has_ln),
         rh=buf(*bt, NUM_GATES[cell], on=has_ln), xc=buf(*bt, hidden, on=has_ln and lstm),
-        rc=buf(*bt, on=has_ln and lstm), r=buf(*bt, hidden, on=proj),
+        rc=buf(*bt, on=has_ln and lstm),
     )  # fmt: skip
+    # r = o * phi_c(.) of every step: the projection reads it back (and dW_hr, saved)
+    saved["r"] = gx.new_empty(*bt, hidden, dtype=F32) if proj else empty
     out = gx.new_empty(batch, steps, hh)
     f32 = lambda t: t.to(F32).contiguous() if t.numel() else empty  # noqa: E731
     params = dict(bhh=f32(b_hh), peep=f32(peep), lnh_g=f32(ln[0]), lnh_b=f32(ln[1]))
     params.update(lnc_g=f32(ln[2]), lnc_b=f32(ln[3]))
     consts = _consts(cell, codes, variant, flags, gx.dtype)
     tile, grid = tiles(batch, hidden, hh, has_ln or proj)
-    consts.update(SAVE=save, BK=blocks(1, hh)[1], **tile)
+    consts.update(SAVE=save, BK=_chunk(hh, tile["BH"]), **tile)
     tensors = dict(xb=xb, w=w, whr=whr, drop=drop, kh=kh, kc=kc, h0=h[0], c0=c[0])
     tensors.update(params, len=lengths)
     outputs = dict(out=out, h1=h[1], c1=c[1], **{k: v for k, v in saved.items() if v.numel()})
@@ -173,7 +183,7 @@ def _backward_loop(spec, grad_out, grad_h, grad_c, w, whr, h0_, c0_, out, sv, le
     grid2 = (cdiv(batch, bb), cdiv(hh, bj))
     small = dict(G=consts["G"], CELL=consts["CELL"], PREC=consts["PREC"], OPER=oper)
     dconsts = dict(DROP=sv["drop"].numel() > 0, BB=bb, BJ=bj, BK=blocks(1, hidden)[1], **small)
-    gconsts = dict(OPER=oper, **tile, **consts)
+    gconsts = dict(OPER=oper, BK=_chunk(hh, tile["BH"]), **tile, **consts)
     tensors = dict(go=grad_out.contiguous(), dh0=dh[0], dc0=dc[0], w=w, whr=whr, h0=h0_,
                    c0=c0_, out=out.contiguous(), len=lengths, **sv)  # fmt: skip
     outputs = dict(dh1=dh[1], dc1=dc[1], carry=new(batch, hh), **grads)

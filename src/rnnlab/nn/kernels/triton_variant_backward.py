@@ -87,7 +87,7 @@ def bwd_gates(
     G: tl.constexpr, CELL: tl.constexpr, ACT: tl.constexpr, ACT_C: tl.constexpr,
     GATE: tl.constexpr, VAR: tl.constexpr, PEEP: tl.constexpr, LN: tl.constexpr,
     ZONE: tl.constexpr, PROJ: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr,
-    BO: tl.constexpr, PREC: tl.constexpr, OPER: tl.constexpr,
+    BO: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, OPER: tl.constexpr,
 ):  # fmt: skip
     rb = tl.program_id(0) * BB + tl.arange(0, BB)
     col = tl.program_id(1)  # one column tile (0 for full rows: layer norm, projection)
@@ -109,12 +109,18 @@ def bwd_gates(
         carry = kh * d_full
     dht = tl.where(valid, dht, 0.0)
     carry = tl.where(valid, carry, d_full)
-    if PROJ:
+    if PROJ:  # dr = dh~ W_hr, dh~ read back from global memory in BK chunks
         tl.store(dht_ptr + srow[:, None] * HH + ro[None, :], dht, mask=mo2)
-        wr = tl.load(
-            whr_ptr + ro[:, None] * H + rj[None, :], mask=mo[:, None] & mj[None, :], other=0.0
-        )
-        d = tl.dot(dht.to(OPER).to(wr.dtype), wr, input_precision=PREC)
+        tl.debug_barrier()
+        d = tl.zeros((BB, BH), tl.float32)
+        for k0 in range(0, HH, BK):
+            rk = k0 + tl.arange(0, BK)
+            mk = rk < HH
+            emask = mb[:, None] & mk[None, :]
+            e = tl.load(dht_ptr + srow[:, None] * HH + rk[None, :], mask=emask, other=0.0)
+            wmask = mk[:, None] & mj[None, :]
+            wr = tl.load(whr_ptr + rk[:, None] * H + rj[None, :], mask=wmask, other=0.0)
+            d = tl.dot(e.to(OPER).to(wr.dtype), wr, d, input_precision=PREC)
     else:
         d = dht
     prow = pre_ptr + srow[:, None] * (G * H) + rj[None, :]

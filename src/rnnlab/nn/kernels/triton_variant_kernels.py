@@ -85,6 +85,24 @@ def _wt(w_ptr, gate, rk, rj, mk, mj, H, HH):
 
 
 @triton.jit
+def _gate_dot(hin_ptr, drop_ptr, w_ptr, gate, rb, mb, rj, mj, H, HH, BB: tl.constexpr,
+              BH: tl.constexpr, BK: tl.constexpr, DROP: tl.constexpr, PREC: tl.constexpr,
+              OPER: tl.constexpr):  # fmt: skip
+    """(m * h_{t-1})[rb] W_hh[gate H + rj]^T as a (BB, BH) float32 tile."""
+    acc = tl.zeros((BB, BH), tl.float32)
+    for k0 in range(0, HH, BK):
+        rk = k0 + tl.arange(0, BK)
+        mk = rk < HH
+        hmask = mb[:, None] & mk[None, :]
+        hk = tl.load(hin_ptr + rb[:, None] * HH + rk[None, :], mask=hmask, other=0.0)
+        if DROP:
+            hk *= tl.load(drop_ptr + rb[:, None] * HH + rk[None, :], mask=hmask, other=0.0)
+        w = _wt(w_ptr, gate, rk, rj, mk, mj, H, HH)
+        acc = tl.dot(hk.to(OPER).to(w.dtype), w, acc, input_precision=PREC)
+    return acc
+
+
+@triton.jit
 def _gate(p, GATE: tl.constexpr, ONE: tl.constexpr):
     """(value, derivative) of a gate: sigma(p), or the constant 1 of a removed gate."""
     if ONE:
@@ -147,24 +165,18 @@ def fwd_step(
             hp *= tl.load(drop_ptr + rb[:, None] * HH + rj[None, :], mask=m2, other=0.0)
         acc0 = hp * tl.load(w_ptr + rj, mask=mj, other=0.0)[None, :]
     else:
-        for k0 in range(0, HH, BK):
-            rk = k0 + tl.arange(0, BK)
-            mk = rk < HH
-            hmask = mb[:, None] & mk[None, :]
-            hk = tl.load(hin_ptr + rb[:, None] * HH + rk[None, :], mask=hmask, other=0.0)
-            if DROP:
-                hk *= tl.load(drop_ptr + rb[:, None] * HH + rk[None, :], mask=hmask, other=0.0)
-            w0 = _wt(w_ptr, 0, rk, rj, mk, mj, H, HH)
-            hk = hk.to(OPER).to(w0.dtype)
-            acc0 = tl.dot(hk, w0, acc0, input_precision=PREC)
-            if G > 1:
-                w1 = _wt(w_ptr, 1, rk, rj, mk, mj, H, HH)
-                acc1 = tl.dot(hk, w1, acc1, input_precision=PREC)
-                w2 = _wt(w_ptr, 2, rk, rj, mk, mj, H, HH)
-                acc2 = tl.dot(hk, w2, acc2, input_precision=PREC)
-            if G > 3:
-                w3 = _wt(w_ptr, 3, rk, rj, mk, mj, H, HH)
-                acc3 = tl.dot(hk, w3, acc3, input_precision=PREC)
+        # one K loop per gate: a loop's W tiles are (BK, BH), not G times that (shared
+        # memory of full-row programs)
+        acc0 = _gate_dot(hin_ptr, drop_ptr, w_ptr, 0, rb, mb, rj, mj, H, HH, BB, BH, BK,
+                         DROP, PREC, OPER)  # fmt: skip
+        if G > 1:
+            acc1 = _gate_dot(hin_ptr, drop_ptr, w_ptr, 1, rb, mb, rj, mj, H, HH, BB, BH, BK,
+                             DROP, PREC, OPER)  # fmt: skip
+            acc2 = _gate_dot(hin_ptr, drop_ptr, w_ptr, 2, rb, mb, rj, mj, H, HH, BB, BH, BK,
+                             DROP, PREC, OPER)  # fmt: skip
+        if G > 3:
+            acc3 = _gate_dot(hin_ptr, drop_ptr, w_ptr, 3, rb, mb, rj, mj, H, HH, BB, BH, BK,
+                             DROP, PREC, OPER)  # fmt: skip
     if LN:
         acc0 = _norm(acc0, 0, lnh_g, lnh_b, xh_ptr, rh_ptr, srow, rj, mb, mj, valid, H, G, SAVE)
         if G > 1:
@@ -220,13 +232,18 @@ def fwd_step(
             tl.store(cs_ptr + step, c_state, mask=m2)
             tl.store(prow + 2 * H, p2, mask=m2)
             tl.store(prow + 3 * H, p3, mask=m2)
-        if PROJ:
-            if SAVE:
-                tl.store(r_ptr + step, tl.where(valid, r, 0.0), mask=m2)
-            wr = tl.load(
-                whr_ptr + ro[None, :] * H + rj[:, None], mask=mj[:, None] & mo[None, :], other=0.0
-            )
-            hc = tl.dot(r.to(OPER).to(wr.dtype), wr, input_precision=PREC)
+        if PROJ:  # r goes through global memory: a (H, P) tile of W_hr would not fit
+            tl.store(r_ptr + step, tl.where(valid, r, 0.0), mask=m2)
+            tl.debug_barrier()  # this program's own rows, read back in BK chunks
+            hc = tl.zeros((BB, BO), tl.float32)
+            for k0 in range(0, H, BK):
+                rk = k0 + tl.arange(0, BK)
+                mk = rk < H
+                rmask = mb[:, None] & mk[None, :]
+                rr = tl.load(r_ptr + srow[:, None] * H + rk[None, :], mask=rmask, other=0.0)
+                wmask = mk[:, None] & mo[None, :]
+                wr = tl.load(whr_ptr + ro[None, :] * H + rk[:, None], mask=wmask, other=0.0)
+                hc = tl.dot(rr.to(OPER).to(wr.dtype), wr, hc, input_precision=PREC)
         else:
             hc = r
     elif CELL == 2:
