@@ -50,12 +50,13 @@ def _chunk(k: int, bh: int) -> int:
 
 def tiles(batch: int, hidden: int, hh: int, full: bool) -> tuple[dict[str, int], tuple]:
     """(BB, BH, BO, launch options) and the grid of the gate kernels: full rows (16 x
-    the whole H, and P; 8-16 warps past H = 128, two pipeline stages: shared memory)
+    the whole H, and P; up to 32 warps and two pipeline stages: registers and shared
+    memory, as ptxas reports them for sm_90)
     where layer norm or the projection needs them, else the plain kernel's (BB x BH)
     column tiles."""
     if full:
         bh = _pow2(hidden)
-        warps = 4 if bh <= 128 else 8 if bh <= 512 else 16
+        warps = 4 if bh <= 64 else 8 if bh <= 128 else 16 if bh <= 512 else 32
         tile = dict(BB=ROWS, BH=bh, BO=_pow2(hh), num_warps=warps, num_stages=2)
         return tile, (cdiv(batch, ROWS), 1)
     bb, bh = blocks(batch, hidden)
