@@ -80,15 +80,21 @@ def _run(fn, layer, backend, dtype, x, lengths, state, leaves, weights, training
     return list(zip(names, [out, *final, *grads], strict=True))
 
 
+def variant_layer(case, input_size=5, hidden=8, activation="tanh") -> RecurrentLayer:
+    """A one-direction float32 layer with ``CASES[case]`` (seeded)."""
+    cell, opts, proj = CASES[case]
+    torch.manual_seed(0)
+    acts = CellActivations(activation, cell_activation="softsign" if cell == "lstm" else None)
+    return RecurrentLayer(
+        cell, input_size, hidden, proj_size=proj, variant=Variant(**opts), activations=acts
+    )
+
+
 def variant_parity(case, device="cpu", dtype=torch.float32, training=True, batch=3, steps=4,
                    input_size=5, hidden=8, activation="tanh"):  # fmt: skip
     """Triton (``dtype``) vs the variant loop for ``CASES[case]``: (name, got, want)."""
     cell, opts, proj = CASES[case]
-    torch.manual_seed(0)
-    acts = CellActivations(activation, cell_activation="softsign" if cell == "lstm" else None)
-    layer = RecurrentLayer(
-        cell, input_size, hidden, proj_size=proj, variant=Variant(**opts), activations=acts
-    ).to(device, F64)
+    layer = variant_layer(case, input_size, hidden, activation).to(device, F64)
     g = torch.Generator().manual_seed(1)
     width = proj or hidden
 

@@ -207,10 +207,13 @@ def variant_kernel_direction(
         ln[4:] = extra.ln_x_gain, extra.ln_x_bias
     backend = backend_for(x)
     lengths = lengths.to("cpu" if backend == "cpp" else x.device, torch.long)
-    out, h, c = _function(backend).apply(
-        gx, w_hh, b_ih, b_hh, h0, c0, peep, empty if w_hr is None else w_hr, *ln,
-        lengths, masks, spec,
-    )  # fmt: skip
+    args = (gx, w_hh, b_ih, b_hh, h0, c0, peep, empty if w_hr is None else w_hr)
+    if backend == "triton" and not torch.is_grad_enabled():  # inference: save nothing
+        from rnnlab.nn.kernels.triton_variant import forward as triton_forward
+
+        out, h, c, _ = triton_forward(spec, *args, ln, lengths, masks, False)
+    else:
+        out, h, c = _function(backend).apply(*args, *ln, lengths, masks, spec)
     return out, ((h, c) if lstm else (h,))
 
 

@@ -158,3 +158,21 @@ def test_kernels_compile_for_sm90_within_shared_memory():
     shared = dict(line.split() for line in proc.stdout.strip().splitlines())
     assert set(shared) == {"fwd_step", "bwd_gates", "bwd_dh"}
     assert all(int(v) <= 227 * 1024 for v in shared.values()), shared
+
+
+@pytest.mark.parametrize("case", ["layer_norm_all_lstm", "layer_norm_gru", "cifg_peephole_zoneout"])
+def test_inference_saves_nothing_and_matches_the_loop(case):
+    """Under no_grad the kernels run without saving (SAVE=False): same outputs."""
+    from rnnlab.nn.kernels.triton_variant_parity import variant_layer
+
+    layer = variant_layer(case).eval()
+    x = torch.randn(3, 4, 5, dtype=torch.float64)
+    lengths = torch.tensor([4, 2, 3])
+    results = []
+    for backend in ("triton", "python"):
+        with forced_backend(backend), torch.no_grad():
+            assert layer.path().startswith("variant kernel" if backend == "triton" else "variant")
+            out, final = layer(x.float(), lengths)
+        results.append([out, *final])
+    for g, w in zip(*results, strict=True):
+        torch.testing.assert_close(g, w, atol=2e-5, rtol=2e-4)
