@@ -141,6 +141,53 @@ def _keep(k_ptr, t, rb, rc, m2, ref, z, B, W, ZONE: tl.constexpr):
 
 
 @triton.jit
+def _lstm_cell(p0, p1, p2, p3, c_prev, peep_ptr, lnc_g, lnc_b, xc_ptr, rc_ptr, step, srow,
+               mb, rj, mj, valid, H, ACT: tl.constexpr, ACT_C: tl.constexpr,
+               GATE: tl.constexpr, VAR: tl.constexpr, PEEP: tl.constexpr, LN: tl.constexpr,
+               SAVE: tl.constexpr):  # fmt: skip
+    """Peepholes, the Greff variant's gates, c~, LN(c~) (x^, 1/std saved) and
+    r = o * phi_c(.): -> (a_i, a_f, a_o with their peepholes, c~, r)."""
+    m2 = mb[:, None] & mj[None, :]
+    if PEEP:
+        p0 += tl.load(peep_ptr + rj, mask=mj, other=0.0)[None, :] * c_prev
+        p1 += tl.load(peep_ptr + H + rj, mask=mj, other=0.0)[None, :] * c_prev
+    i, _, f, _, g, _ = _lstm_gates(p0, p1, p2, ACT, GATE, VAR)
+    ct = f * c_prev + i * g
+    if PEEP:
+        p3 += tl.load(peep_ptr + 2 * H + rj, mask=mj, other=0.0)[None, :] * ct
+    o, _ = _gate(p3, GATE, VAR == NOG)
+    cn = ct
+    if LN:
+        xc, rc = _ln_rows(ct, mj, H)
+        cn = xc * tl.load(lnc_g + rj, mask=mj, other=0.0)[None, :]
+        cn += tl.load(lnc_b + rj, mask=mj, other=0.0)[None, :]
+        if SAVE:
+            tl.store(xc_ptr + step, tl.where(valid, xc, 0.0), mask=m2)
+            tl.store(rc_ptr + srow, rc, mask=mb)
+    if VAR == NOAF:
+        r = o * cn
+    else:
+        r = o * act(cn, ACT_C)
+    return p0, p1, p3, ct, tl.where(mj[None, :], r, 0.0)
+
+
+@triton.jit
+def _project(r_ptr, whr_ptr, srow, mb, ro, mo, H, BB: tl.constexpr, BO: tl.constexpr,
+             BK: tl.constexpr, PREC: tl.constexpr, OPER: tl.constexpr):  # fmt: skip
+    """r[rows] W_hr[ro]^T (BB, BO), r read from its (B, T, H) rows in BK chunks."""
+    hc = tl.zeros((BB, BO), tl.float32)
+    for k0 in range(0, H, BK):
+        rk = k0 + tl.arange(0, BK)
+        mk = rk < H
+        rmask = mb[:, None] & mk[None, :]
+        rr = tl.load(r_ptr + srow[:, None] * H + rk[None, :], mask=rmask, other=0.0)
+        wmask = mk[:, None] & mo[None, :]
+        wr = tl.load(whr_ptr + ro[None, :] * H + rk[:, None], mask=wmask, other=0.0)
+        hc = tl.dot(rr.to(OPER).to(wr.dtype), wr, hc, input_precision=PREC)
+    return hc
+
+
+@triton.jit
 def fwd_step(
     xb_ptr, w_ptr, bhh_ptr, peep_ptr, whr_ptr, drop_ptr, kh_ptr, kc_ptr, z,
     lnh_g, lnh_b, lnc_g, lnc_b, hin_ptr, cin_ptr, hout_ptr, cout_ptr, out_ptr,
@@ -202,27 +249,10 @@ def fwd_step(
         p3 = tl.load(xrow + 3 * H, mask=m2, other=0.0) + acc3
         p3 += tl.load(bhh_ptr + 3 * H + rj, mask=mj, other=0.0)[None, :]
         c_prev = tl.load(cin_ptr + own, mask=m2, other=0.0)
-        if PEEP:
-            p0 += tl.load(peep_ptr + rj, mask=mj, other=0.0)[None, :] * c_prev
-            p1 += tl.load(peep_ptr + H + rj, mask=mj, other=0.0)[None, :] * c_prev
-        i, _, f, _, g, _ = _lstm_gates(p0, p1, p2, ACT, GATE, VAR)
-        ct = f * c_prev + i * g
-        if PEEP:
-            p3 += tl.load(peep_ptr + 2 * H + rj, mask=mj, other=0.0)[None, :] * ct
-        o, _ = _gate(p3, GATE, VAR == NOG)
-        cn = ct
-        if LN:
-            xc, rc = _ln_rows(ct, mj, H)
-            cn = xc * tl.load(lnc_g + rj, mask=mj, other=0.0)[None, :]
-            cn += tl.load(lnc_b + rj, mask=mj, other=0.0)[None, :]
-            if SAVE:
-                tl.store(xc_ptr + step, tl.where(valid, xc, 0.0), mask=m2)
-                tl.store(rc_ptr + srow, rc, mask=mb)
-        if VAR == NOAF:
-            r = o * cn
-        else:
-            r = o * act(cn, ACT_C)
-        r = tl.where(mj[None, :], r, 0.0)
+        p0, p1, p3, ct, r = _lstm_cell(
+            p0, p1, p2, p3, c_prev, peep_ptr, lnc_g, lnc_b, xc_ptr, rc_ptr, step, srow, mb,
+            rj, mj, valid, H, ACT, ACT_C, GATE, VAR, PEEP, LN, SAVE,
+        )  # fmt: skip
         c_new = ct
         if ZONE > 0:
             kc = _keep(kc_ptr, t, rb, rj, m2, ct, z, B, H, ZONE)
@@ -237,15 +267,7 @@ def fwd_step(
         if PROJ:  # r goes through global memory: a (H, P) tile of W_hr would not fit
             tl.store(r_ptr + step, tl.where(valid, r, 0.0), mask=m2)
             tl.debug_barrier()  # this program's own rows, read back in BK chunks
-            hc = tl.zeros((BB, BO), tl.float32)
-            for k0 in range(0, H, BK):
-                rk = k0 + tl.arange(0, BK)
-                mk = rk < H
-                rmask = mb[:, None] & mk[None, :]
-                rr = tl.load(r_ptr + srow[:, None] * H + rk[None, :], mask=rmask, other=0.0)
-                wmask = mk[:, None] & mo[None, :]
-                wr = tl.load(whr_ptr + ro[None, :] * H + rk[:, None], mask=wmask, other=0.0)
-                hc = tl.dot(rr.to(OPER).to(wr.dtype), wr, hc, input_precision=PREC)
+            hc = _project(r_ptr, whr_ptr, srow, mb, ro, mo, H, BB, BO, BK, PREC, OPER)
         else:
             hc = r
     elif CELL == 2:
