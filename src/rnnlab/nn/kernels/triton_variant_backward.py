@@ -38,13 +38,18 @@ def _dnorm(dg, gate, g_ptr, xh_ptr, rh_ptr, dr_ptr, srow, rj, mb, mj, valid, H,
 
 
 @triton.jit
-def _lstm_dgates(d, p0, p1, p2, p3, ct, cp, cn, dcin, kc, peep_ptr, lnc_g, xc_ptr, rc_ptr,
+def _lstm_dgates(d, p0, p1, p2, p3, ct, cp, dcin, kc, peep_ptr, lnc_g, lnc_b, xc_ptr, rc_ptr,
                  dcn_ptr, step, srow, rj, mb, mj, valid, H,
                  ACT: tl.constexpr, ACT_C: tl.constexpr, GATE: tl.constexpr,
                  VAR: tl.constexpr, PEEP: tl.constexpr, LN: tl.constexpr,
                  ZONE: tl.constexpr):  # fmt: skip
     """(dG_i, dG_f, dG_g, dG_o, dc_{t-1}) of a valid LSTM step from d = dL/dr."""
     m2 = mb[:, None] & mj[None, :]
+    cn = ct  # what phi_c read: c~, or LN(c~) = x^ g + b
+    if LN:
+        xc = tl.load(xc_ptr + step, mask=m2, other=0.0)
+        cn = xc * tl.load(lnc_g + rj, mask=mj, other=0.0)[None, :]
+        cn += tl.load(lnc_b + rj, mask=mj, other=0.0)[None, :]
     i, di, f, df, g, dg = _lstm_gates(p0, p1, p2, ACT, GATE, VAR)
     o, do = _gate(p3, GATE, VAR == NOG)
     if VAR == NOAF:
@@ -54,7 +59,6 @@ def _lstm_dgates(d, p0, p1, p2, p3, ct, cp, cn, dcin, kc, peep_ptr, lnc_g, xc_pt
     dcl = d * o * dtc
     if LN:
         tl.store(dcn_ptr + step, tl.where(valid, dcl, 0.0), mask=m2)
-        xc = tl.load(xc_ptr + step, mask=m2, other=0.0)
         rc = tl.load(rc_ptr + srow, mask=mb, other=0.0)
         dcl = _ln_bwd(dcl, tl.load(lnc_g + rj, mask=mj, other=0.0), xc, rc, H)
     if ZONE > 0:
@@ -135,19 +139,12 @@ def bwd_gates(
         ct = tl.load(ct_ptr + step, mask=m2, other=0.0)
         cp = tl.load(cs_ptr + step - H, mask=m2 & (t > 0), other=0.0)
         cp += tl.load(c0_ptr + own, mask=m2 & (t == 0), other=0.0)
-        cn = ct
-        if LN:
-            cn = (
-                tl.load(xc_ptr + step, mask=m2, other=0.0)
-                * tl.load(lnc_g + rj, mask=mj, other=0.0)[None, :]
-            )
-            cn += tl.load(lnc_b + rj, mask=mj, other=0.0)[None, :]
         dcin = tl.load(dcin_ptr + own, mask=m2, other=0.0)
         kc = dcin
         if ZONE > 0:
             kc = _keep(kc_ptr, t, rb, rj, m2, dcin, z, B, H, ZONE)
         dg0, dg1, dg2, dg3, dc_new = _lstm_dgates(
-            d, p0, p1, p2, p3, ct, cp, cn, dcin, kc, peep_ptr, lnc_g, xc_ptr, rc_ptr, dcn_ptr,
+            d, p0, p1, p2, p3, ct, cp, dcin, kc, peep_ptr, lnc_g, lnc_b, xc_ptr, rc_ptr, dcn_ptr,
             step, srow, rj, mb, mj, valid, H, ACT, ACT_C, GATE, VAR, PEEP, LN, ZONE,
         )  # fmt: skip
         tl.store(dcout_ptr + own, tl.where(valid, dc_new, dcin), mask=m2)
