@@ -32,7 +32,7 @@ NUM_GATES = {"rnn": 1, "lstm": 4, "gru": 3, "indrnn": 1}
 CANDIDATE_BLOCK = {"rnn": 0, "lstm": 2, "gru": 2}
 # Cells whose recurrent weight is a vector (h_{t-1} enters elementwise, no matmul).
 ELEMENTWISE_CELLS = ("indrnn",)
-INITS = ("default", "orthogonal", "identity")
+INITS = ("default", "orthogonal", "identity", "indrnn")
 State = tuple[torch.Tensor, ...]
 
 

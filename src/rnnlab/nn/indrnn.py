@@ -26,6 +26,10 @@ import torch
 from torch import nn
 
 DEFAULT_MAX_WEIGHT = 1.0
+# init=indrnn (Li et al. 2018): input-weight std, and 1 in LONG_MEMORY_SHARE units of a
+# layer starts with u in the long-memory range (see init_indrnn_weights).
+LI_INPUT_STD = 1e-3
+LONG_MEMORY_SHARE = 8
 
 
 def check_max_weight(value: Any, key: str = "indrnn_max_weight") -> float | None:
@@ -55,7 +59,14 @@ def init_indrnn_weights(
 
     ``default``: W and the biases U(-1/sqrt(H), 1/sqrt(H)), u ~ U(0, u_max);
     ``orthogonal``: W Xavier-uniform, biases 0, u ~ U(0, u_max);
-    ``identity``: W Xavier-uniform, biases 0, u = min(1, u_max). u_max = 1 when unbounded.
+    ``identity``: W Xavier-uniform, biases 0, u = min(1, u_max);
+    ``indrnn`` (Li et al. 2018's adding-problem recipe): W ~ N(0, 0.001^2), biases 0,
+    u ~ U(0, u_max) for the first H - H//8 units and, for the last H//8 units (at least
+    one), u ~ U(1/u_max, u_max): the range Li et al. give their last layer so that it
+    starts with memory over the whole sequence (with u_max = 2^{1/T}: u^T in (1/2, 2)).
+    An init sees one layer, not its depth, so every layer gets a few such units (the
+    residual stack sums all layers' outputs into the head). For u_max <= 1 they start at
+    u_max. u_max = 1 when unbounded.
     """
     from rnnlab.nn.cells import INITS
 
@@ -65,8 +76,11 @@ def init_indrnn_weights(
             bound = 1.0 / math.sqrt(weight_hh.shape[0])
             for w in (weight_ih, bias_ih, bias_hh):
                 w.uniform_(-bound, bound)
-        elif init in ("orthogonal", "identity"):
-            nn.init.xavier_uniform_(weight_ih)
+        elif init in ("orthogonal", "identity", "indrnn"):
+            if init == "indrnn":
+                weight_ih.normal_(0.0, LI_INPUT_STD)
+            else:
+                nn.init.xavier_uniform_(weight_ih)
             bias_ih.zero_()
             bias_hh.zero_()
         else:
@@ -77,6 +91,9 @@ def init_indrnn_weights(
             weight_hh.fill_(min(1.0, top))
         else:
             weight_hh.uniform_(0.0, top)
+        if init == "indrnn":
+            n_long = max(1, weight_hh.shape[0] // LONG_MEMORY_SHARE)
+            weight_hh[-n_long:].uniform_(min(1.0 / top, top), top)
 
 
 class IndRNNParams(nn.Module):

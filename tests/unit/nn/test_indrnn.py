@@ -160,3 +160,51 @@ def test_wrong_combinations_fail_at_build_naming_the_key():
         build_stack(3, {"cell": "indrnn", "indrnn_max_weight": -1})
     with pytest.raises(ValueError, match=r"model\.cell='ind'.*indrnn"):
         build_stack(3, {"cell": "ind"})
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_li_init_draws_small_inputs_and_long_memory_units(bidirectional):
+    top = 2 ** (1 / 500)  # Li et al.'s bound 2^{1/T} at T=500
+    layer = RecurrentLayer(
+        "indrnn", 400, 64, init="indrnn", max_weight=top, bidirectional=bidirectional
+    )
+    for d in range(layer.num_directions):
+        w_ih, u, b_ih, b_hh = layer.weights(d)
+        assert abs(w_ih.mean().item()) < 5e-5 and abs(w_ih.std().item() - 1e-3) < 5e-5
+        assert torch.all(b_ih == 0) and torch.all(b_hh == 0)
+        short, long = u[:-8], u[-8:]  # 64 // 8 long-memory units, last
+        assert bool((short >= 0).all() and (short <= top).all()) and short.max() > 0.5
+        assert short.min() < 1 / top  # not all long: spread over U(0, top)
+        assert bool((long >= 1 / top).all() and (long <= top).all())
+    # The long units survive T=500 steps within a factor 2 either way; the rest forget.
+    assert bool(((u[-8:] ** 500 > 0.5) & (u[-8:] ** 500 < 2)).all())
+    assert (u[:-8] ** 500 > 0.5).float().mean() < 0.2
+
+
+def test_li_init_keeps_one_long_unit_and_honours_bounds_at_or_below_one():
+    small = RecurrentLayer("indrnn", 2, 3, init="indrnn", max_weight=1.5)
+    u = small.weights(0)[1]
+    assert bool((u[-1] >= 1 / 1.5) and (u[-1] <= 1.5)) and bool((u[:-1] <= 1.5).all())
+    capped = RecurrentLayer("indrnn", 2, 16, init="indrnn", max_weight=0.9)
+    assert torch.all(capped.weights(0)[1][-2:] == 0.9)  # the range collapses to the bound
+    unbounded = RecurrentLayer("indrnn", 2, 16, init="indrnn", max_weight=None)
+    assert torch.all(unbounded.weights(0)[1][-2:] == 1.0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_li_init_is_refused_for_other_cells(cell):
+    with pytest.raises(ValueError, match=r"init='indrnn'"):
+        RecurrentLayer(cell, 3, 4, init="indrnn")
+    with pytest.raises(ValueError, match=r"init='indrnn'"):
+        build_stack(3, {"cell": cell, "init": "indrnn"})
+
+
+def test_li_init_is_a_valid_model_init():
+    stack = build_stack(
+        2,
+        {"cell": "indrnn", "activation": "relu", "init": "indrnn", "num_layers": 2,
+         "indrnn_max_weight": 2 ** (1 / 100), "connection": {"name": "residual"}},
+    )  # fmt: skip
+    for layer in stack.layers:
+        assert torch.all(layer.weights(0)[2] == 0)
+        assert bool((layer.weights(0)[1][-16:] >= 2 ** (-1 / 100)).all())
