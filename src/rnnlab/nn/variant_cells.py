@@ -4,9 +4,9 @@
 projection), in the style of ``cells.cell_step``; ``variant_direction`` runs it over a
 padded batch with the masking rule of nn/masks.py. This loop is autograd through torch
 ops, one small graph per step: the reference of the variant kernel
-(nn/kernels/variant_recurrence, which runs every option but layer norm on CPU
-float32/float64 and draws the same masks), and the path of layer norm and of every
-other device, dtype or failed build (the measured costs are in
+(nn/kernels/variant_recurrence: the C++ kernel on CPU float32/float64, the Triton
+kernel on CUDA, both drawing the same masks), and the path of ``RNNLAB_KERNEL=python``,
+other dtypes, a failed build and gated-feedback stacks (the measured costs are in
 benchmarks/results/variants.md).
 
 Random masks (training only; eval draws nothing): recurrent dropout draws ONE inverted

@@ -12,7 +12,8 @@
 
 The exact equations are in docs/equations.md; the per-step math and its reference loop
 are in nn/variant_cells.py, the C++ kernel that runs them on CPU in
-nn/kernels/variant_recurrence.cpp. ``Variant`` is what a layer needs to know; ``VariantParams``
+nn/kernels/variant_recurrence.cpp, the Triton kernel for CUDA in
+nn/kernels/triton_variant*.py. ``Variant`` is what a layer needs to know; ``VariantParams``
 holds a direction's extra parameters (peepholes, layer-norm gains and biases) next to,
 not inside, the nn.LSTM/GRU/RNN container, so the container's state dict still loads
 into PyTorch's modules.
