@@ -12,14 +12,17 @@ Two configurations A and B are compared with Welch's two-sided t-test (unequal
 variances): ``t = (mean_A − mean_B) / √(s_A²/n_A + s_B²/n_B)`` with the
 Welch–Satterthwaite degrees of freedom, and the effect size Cohen's ``d`` with the
 pooled standard deviation. ``p ≥ alpha`` means the two are *not distinguishable* at
-these sample sizes — not that they are equal.
+these sample sizes — not that they are equal. When the best configuration is tested
+against k runners-up, the k p-values are one family: each verdict rests on its
+Holm–Bonferroni adjusted p (``holm``), which keeps the chance of any false "worse" at
+alpha rather than about k·alpha.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import stats as _st
@@ -78,16 +81,48 @@ class Comparison:
     df: float
     p: float
     cohens_d: float
+    # Holm-adjusted p when this test is one of ``family`` comparisons (the best against
+    # each runner-up); the verdict then rests on it, so k tests keep a 5 % family-wise
+    # error rate instead of k times that.
+    p_adjusted: float | None = None
+    family: int = 1
+
+    @property
+    def p_decisive(self) -> float:
+        return self.p if self.p_adjusted is None else self.p_adjusted
 
     def distinguishable(self, alpha: float = ALPHA) -> bool:
-        return bool(np.isfinite(self.p) and self.p < alpha)
+        return bool(np.isfinite(self.p_decisive) and self.p_decisive < alpha)
 
     def verdict(self, alpha: float = ALPHA) -> str:
         if not np.isfinite(self.p):
             return f"not testable at n={self.n_a}/{self.n_b}"
+        p = f"p={self.p:.3g}"
+        if self.p_adjusted is not None and self.family > 1:
+            p += f", Holm over {self.family}: {self.p_adjusted:.3g}"
         if self.distinguishable(alpha):
-            return f"p={self.p:.3g} < {alpha}"
-        return f"not distinguishable at n={self.n_a}/{self.n_b} (p={self.p:.3g})"
+            return f"{p} < {alpha}"
+        return f"not distinguishable at n={self.n_a}/{self.n_b} ({p})"
+
+
+def holm(ps: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni step-down adjusted p-values, in the order given: the i-th smallest
+    of the m finite p-values becomes max over j <= i of min(1, (m - j + 1) p_(j)); NaN
+    stays NaN and does not count in m."""
+    finite = sorted((p, i) for i, p in enumerate(ps) if math.isfinite(p))
+    out = [float("nan")] * len(ps)
+    m, running = len(finite), 0.0
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+def with_holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """The comparisons of one family with their Holm-adjusted p-values filled in."""
+    adjusted = holm([c.p for c in comparisons])
+    n = len(comparisons)
+    return [replace(c, p_adjusted=a, family=n) for c, a in zip(comparisons, adjusted)]
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> Comparison:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from rnnlab.stats import summarize, welch
+from rnnlab.stats import holm, summarize, welch, with_holm
 
 
 def test_summary_matches_hand_computed_values():
@@ -43,3 +43,26 @@ def test_verdicts():
     assert not close.distinguishable()
     assert "not distinguishable at n=3/3" in close.verdict()
     assert "not testable" in welch([1.0], [2.0, 3.0]).verdict()
+
+
+def test_holm_matches_the_step_down_by_hand():
+    # sorted 0.01, 0.02, 0.03, 0.5 with m = 4: 0.04, 0.06, max(0.06, 0.06), max(., 0.5)
+    adjusted = holm([0.03, 0.5, 0.01, 0.02])
+    assert adjusted == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    # monotone in the sorted order and capped at 1; NaN kept and not counted in m
+    assert holm([0.4, 0.6, float("nan")])[:2] == pytest.approx([0.8, 0.8])
+    assert math.isnan(holm([0.4, float("nan")])[1]) and holm([0.4, float("nan")])[0] == 0.4
+    assert holm([0.9, 0.95]) == pytest.approx([1.0, 1.0])
+
+
+def test_holm_decides_the_verdict_of_a_family():
+    best = [0.93, 0.931, 0.932]
+    near = [0.925, 0.927, 0.928]  # alone p < 0.05; one of seven tests it is not
+    alone = welch(best, near)
+    assert alone.distinguishable() and alone.p < 0.05
+    family = with_holm([alone] + [welch(best, [0.92, 0.93, 0.94])] * 6)
+    first = family[0]
+    assert first.p == alone.p and first.family == 7
+    assert first.p_adjusted == pytest.approx(min(1.0, 7 * alone.p))
+    assert not first.distinguishable()
+    assert "Holm over 7" in first.verdict() and "not distinguishable" in first.verdict()

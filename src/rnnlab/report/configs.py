@@ -16,7 +16,7 @@ t-test (:func:`rnnlab.stats.welch`): the difference of means, p and Cohen's d.
 from __future__ import annotations
 
 from rnnlab.report.jobs import STATUS_ORDER, Config, Job
-from rnnlab.stats import summarize, welch
+from rnnlab.stats import summarize, welch, with_holm
 
 
 def group_jobs(jobs: list[Job]) -> list[list[Job]]:
@@ -68,8 +68,9 @@ def build_configs(jobs: list[Job], test_keys: list[str], mode: str) -> list[Conf
     ranked = [c for c in configs if c.status == "ok" and c.values]
     if ranked:
         best = ranked[0]
-        for other in ranked[1:]:
-            other.comparison = welch(best.values, other.values)
+        tests = with_holm([welch(best.values, other.values) for other in ranked[1:]])
+        for other, comparison in zip(ranked[1:], tests):
+            other.comparison = comparison
     return configs
 
 

@@ -69,7 +69,8 @@ def config_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
     metrics = [report.metric, *report.test_keys]
     columns = ["rank", "config", *AXES, *report.config_keys, "n", "seeds"]
     columns += [f"{m} {s}" for m in metrics for s in STATS]
-    columns += ["diff_vs_best", "p_vs_best", "cohens_d", "verdict", "status", "jobs"]
+    columns += ["diff_vs_best", "p_vs_best", "p_holm_vs_best", "cohens_d", "verdict"]
+    columns += ["status", "jobs"]
     rows = []
     rank = 0
     for i, config in enumerate(report.configs, start=1):
@@ -93,10 +94,10 @@ def config_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
 def _comparison(report: Report, config: Config) -> list[Any]:
     c = config.comparison
     if config is report.best_config:
-        return ["", "", "", "best"]
+        return ["", "", "", "", "best"]
     if c is None:
-        return ["", "", "", ""]
-    return [c.diff, c.p, c.cohens_d, c.verdict()]
+        return ["", "", "", "", ""]
+    return [c.diff, c.p, c.p_decisive, c.cohens_d, c.verdict()]
 
 
 def _pm(s: Summary | None) -> tuple[str, str, str]:
@@ -116,7 +117,7 @@ def config_display(report: Report) -> tuple[list[str], list[list[str]]]:
     columns = ["rank", *AXES, *report.config_keys, "n"]
     for m in metrics:
         columns += [f"{m} mean ± std", f"{m} 95% CI", f"{m} min–max"]
-    columns += ["vs best: p (Welch)", "Cohen's d", "verdict", "status"]
+    columns += ["vs best: p (Welch)", "p (Holm)", "Cohen's d", "verdict", "status"]
     _, raw = config_rows(report)
     rows = []
     for config, r in zip(report.configs, raw):
@@ -128,7 +129,7 @@ def config_display(report: Report) -> tuple[list[str], list[list[str]]]:
         for key in report.test_keys:
             row += [*_pm(config.metrics.get(key))]
         c = config.comparison
-        row += [fmt(c.p), fmt(c.cohens_d)] if c is not None else ["", ""]
+        row += [fmt(c.p), fmt(c.p_decisive), fmt(c.cohens_d)] if c is not None else [""] * 3
         row.append(r[-3])
         row.append(r[-2])
         rows.append(row)
