@@ -125,6 +125,12 @@ def check_stack_config(cfg: Mapping[str, Any], where: str = "model") -> None:
     _bool(c["bidirectional"], f"{where}.bidirectional")
     _probability(c["dropout"], f"{where}.dropout")
     _check_choice(c["init"], INITS, f"{where}.init")
+    if c["init"] == "indrnn" and c["cell"] != "indrnn":
+        raise ValueError(
+            f"{where}.init='indrnn' (Li et al. 2018) needs {where}.cell=indrnn (got "
+            f"{c['cell']!r}); valid inits for {c['cell']}: "
+            + ", ".join(i for i in INITS if i != "indrnn")
+        )
     if c["forget_bias"] is not None:
         _number(c["forget_bias"], f"{where}.forget_bias")
     if c["fused"] not in ("auto", True, False):

@@ -172,6 +172,11 @@ def init_recurrent_weights(
                     block.copy_(torch.eye(hidden, block.shape[1]))
             bias_ih.zero_()
             bias_hh.zero_()
+        elif init == "indrnn":
+            raise ValueError(
+                f"init='indrnn' is IndRNN's init (Li et al. 2018) and needs cell=indrnn, not "
+                f"cell={cell!r}; valid for {cell}: {', '.join(i for i in INITS if i != 'indrnn')}"
+            )
         else:
             raise ValueError(
                 f"init={init!r} is not a known initialisation; valid: {', '.join(INITS)}"

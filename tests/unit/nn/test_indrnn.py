@@ -193,9 +193,14 @@ def test_li_init_keeps_one_long_unit_and_honours_bounds_at_or_below_one():
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_li_init_is_refused_for_other_cells(cell):
-    with pytest.raises(ValueError, match=r"init='indrnn'"):
+    valid = "default, orthogonal, identity"
+    with pytest.raises(
+        ValueError, match=rf"init='indrnn'.*needs cell=indrnn.*valid for {cell}: {valid}$"
+    ):
         RecurrentLayer(cell, 3, 4, init="indrnn")
-    with pytest.raises(ValueError, match=r"init='indrnn'"):
+    with pytest.raises(
+        ValueError, match=rf"model\.init='indrnn'.*needs model\.cell=indrnn.*{cell}: {valid}$"
+    ):
         build_stack(3, {"cell": cell, "init": "indrnn"})
 
 
