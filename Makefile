@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.gated_feedback
 	$(PY) -m benchmarks.pipeline_overhead
 	$(PY) -m benchmarks.variants
+	$(PY) -m benchmarks.fused_auto
 	$(PY) -m benchmarks.gated_feedback_variants
 
 bench-quick: $(STAMP)

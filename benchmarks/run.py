@@ -5,8 +5,9 @@
 
 For each cell and shape (T, B, I, H) it times, interleaved in one process (median of
 ``--repeats`` after warm-up, forward under no_grad and forward+backward of
-``out.sum()``): (a) ``nn.LSTM/GRU/RNN`` (default activations; this is also what
-rnnlab's ``fused=auto`` layer runs), (b) rnnlab's kernel with the default activations,
+``out.sum()``): (a) ``nn.LSTM/GRU/RNN`` (default activations; what ``fused=true``
+runs, and ``fused=auto`` on CUDA; benchmarks/fused_auto.py measures that choice),
+(b) rnnlab's kernel with the default activations (``fused=auto`` on CPU),
 (c) rnnlab's kernel with relu and with gelu, (d) a naive per-step autograd loop as a
 user would write it for a custom activation (gelu). Ratios are to (a) in the same run;
 the machine is shared and noisy, so compare ratios, not absolute times.

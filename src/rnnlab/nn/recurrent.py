@@ -1,10 +1,12 @@
 """A recurrent layer: one cell run over a padded, batch-first batch with lengths.
 
 Parameters live in a one-layer ``nn.LSTM/GRU/RNN`` so that a state dict loads into
-PyTorch's own modules and so the fused kernel (oneDNN/cuDNN) can run them whenever the
+PyTorch's own modules and so the fused module (cuDNN/oneDNN) can run them when the
 activations are the ones it implements. Any other activation runs the project's own
-kernel (nn/kernels: a C++ time loop with a hand-written backward, or its torch-ops
-twin), which computes the same numbers on the same weights. Both paths honour lengths:
+kernel (nn/kernels: a C++ time loop with a hand-written backward, or its Triton or
+torch-ops twins), which computes the same numbers on the same weights; with the default
+activations ``fused=auto`` runs whichever is faster on the device (the C++ kernel on
+CPU, cuDNN on CUDA; benchmarks/fused_auto.py). Both paths honour lengths:
 padded steps never change outputs at valid steps or the final state, and outputs at
 padded steps are zero (as ``pad_packed_sequence`` leaves them). The equations are in
 docs/equations.md. The layer's repr names the path that really runs it: the inner
@@ -13,9 +15,10 @@ not ``nn.RNN(nonlinearity='tanh')``), so it is not printed. An IndRNN layer keep
 parameters in ``IndRNNParams`` (nn.RNN's names, a vector ``weight_hh``) and always runs
 the kernel, with its recurrent vector clamped to ``max_weight`` (nn/indrnn.py). An LSTM
 with ``proj_size`` (LSTMP) keeps its parameters in ``nn.LSTM(proj_size=P)`` (so state
-dicts load both ways) and runs it fused with the default activations. A layer with a
-non-plain ``Variant`` (Greff variants, peepholes, layer norm, recurrent dropout, zoneout;
-nn/variants.py), or a projection the fused module cannot run, runs the variant kernel
+dicts load both ways); with the default activations ``fused`` chooses for it as for a
+plain layer. A layer with a non-plain ``Variant`` (Greff variants, peepholes, layer
+norm, recurrent dropout, zoneout; nn/variants.py), or a projection the fused module
+does not run, runs the variant kernel
 (nn/kernels/variant_recurrence: C++, hand-written backward) on CPU float32/float64, and
 the per-step autograd loop of nn/variant_cells.py otherwise and for layer norm; its
 extra parameters live in ``variant_params`` (one per direction).
@@ -43,6 +46,7 @@ from rnnlab.nn.indrnn import (
     init_indrnn_weights,
 )
 from rnnlab.nn.kernels import describe_backend, recurrence
+from rnnlab.nn.kernels.backend import kernel_preferred
 from rnnlab.nn.kernels.variant_recurrence import (
     describe_path,
     kernel_runs,
@@ -85,9 +89,11 @@ class RecurrentLayer(nn.Module):
     tuple of (D, B, H) tensors or None. Returns outputs (B, T, D*H) and the final state as
     a tuple of (D, B, H) tensors (``(h,)`` or ``(h, c)``), like PyTorch's modules.
 
-    ``fused``: ``"auto"`` uses PyTorch's fused kernel when it computes this cell exactly;
-    ``False`` forces the project's kernel (used by parity tests); ``True`` demands the
-    fused kernel and refuses activations it cannot run.
+    ``fused``: ``"auto"`` runs whichever of PyTorch's fused module and the project's
+    kernel is faster on the input's device when both compute this layer exactly (the
+    kernel on CPU, cuDNN on CUDA: ``kernels.backend.kernel_preferred``, measured by
+    benchmarks/fused_auto.py); ``False`` forces the project's kernel (used by parity
+    tests); ``True`` demands the fused module and refuses activations it cannot run.
     """
 
     def __init__(
@@ -164,9 +170,21 @@ class RecurrentLayer(nn.Module):
         return self.num_directions * (self.proj_size or self.hidden_size)
 
     @property
+    def fusable(self) -> bool:
+        """PyTorch's fused module computes this layer exactly (its default activations,
+        no variant): ``fused`` may then choose it."""
+        return self.variant.is_plain and self.acts.is_fused_default(self.cell)
+
+    def _runs_fused(self, x: torch.Tensor, build: bool) -> bool:
+        if self.fused is False or not self.fusable:
+            return False
+        return self.fused is True or not kernel_preferred(x, build=build)
+
+    @property
     def uses_fused(self) -> bool:
-        plain = self.variant.is_plain
-        return self.fused is not False and plain and self.acts.is_fused_default(self.cell)
+        """True when forward runs PyTorch's fused module: ``fused=true``, or ``auto`` where
+        that is the faster path for the weights' device (``kernel_preferred``)."""
+        return self._runs_fused(self.weights(0)[0], build=False)
 
     @property
     def uses_variant_path(self) -> bool:
@@ -222,13 +240,14 @@ class RecurrentLayer(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         if lengths is None:
             lengths = full_lengths(x)
-        if self.uses_fused:
+        fused = self._runs_fused(x, build=True)
+        if fused:
             return self._forward_fused(x, lengths, state)
         outs, finals = [], []
         for d in range(self.num_directions):
             s = None if state is None else tuple(t[d] for t in state)
             xd = reverse_padded(x, lengths) if d else x
-            if self.uses_variant_path:
+            if self.proj_size or not self.variant.is_plain:
                 w_hr = self.projection(d) if self.proj_size else None
                 extra = self.variant_params[d] if self.variant_params is not None else None
                 run = (

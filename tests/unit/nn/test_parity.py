@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.nn import build_stack, kernels
+from rnnlab.nn.kernels.backend import kernel_preferred
 
 TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 B, T, I, H = 4, 7, 5, 6  # noqa: E741 (batch, time, input, hidden as in the docs)
@@ -94,11 +95,36 @@ def test_loop_matches_torch(backend, cell, num_layers, bidirectional, ragged):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_fused_path_is_used_for_default_activations(cell):
-    _, ours = make_pair(cell, 2, True, fused="auto")
-    assert all(layer.uses_fused for layer in ours.layers)
-    relu = build_stack(I, {"cell": cell, "hidden_size": H, "activation": "gelu"})
-    assert not relu.layers[0].uses_fused
+def test_auto_runs_the_faster_path_for_default_activations(cell, monkeypatch):
+    # CPU: the C++ kernel beats nn.* (benchmarks/fused_auto.py), so auto runs it, and its
+    # numbers are nn.*'s (test_loop_matches_torch); fused=true still runs nn.*.
+    ref, ours = make_pair(cell, 2, True, fused="auto")
+    assert not any(layer.uses_fused for layer in ours.layers)
+    assert all("path=kernel, backend=cpp" in repr(layer) for layer in ours.layers)
+    x, lengths = torch.randn(B, T, I), torch.tensor([T, 5, 2, 6])
+    torch.testing.assert_close(ours(x, lengths)[0], ref_run(ref, x, lengths)[0], atol=1e-5, rtol=0)
+    _, forced = make_pair(cell, 2, True, fused=True)
+    assert all(layer.uses_fused for layer in forced.layers)
+    gelu = build_stack(I, {"cell": cell, "hidden_size": H, "activation": "gelu"})
+    assert not gelu.layers[0].uses_fused
+    # Where only the torch-ops backend could run the kernel, nn.* is the faster path.
+    monkeypatch.setenv("RNNLAB_KERNEL", "python")
+    kernels.reset_backend()
+    try:
+        assert all(layer.uses_fused for layer in ours.layers)
+        torch.testing.assert_close(
+            ours(x, lengths)[0], ref_run(ref, x, lengths)[0], atol=1e-5, rtol=0
+        )
+    finally:
+        kernels.reset_backend()
+
+
+def test_auto_rule_picks_the_fused_module_off_the_cpp_backend():
+    assert kernel_preferred(torch.zeros(1))
+    assert kernel_preferred(torch.zeros(1, dtype=torch.float64))
+    # CUDA (cuDNN), other devices and dtypes the C++ kernel does not run: nn.*
+    assert not kernel_preferred(torch.zeros(1, device="meta"))
+    assert not kernel_preferred(torch.zeros(1, dtype=torch.bfloat16))
 
 
 def test_fused_true_refuses_custom_activation():

@@ -21,7 +21,7 @@ def test_gelu_elman_layer_prints_gelu_and_the_kernel_not_nn_rnn_tanh():
 
 
 def test_fused_layer_names_the_fused_module_and_every_lstm_slot():
-    text = repr(RecurrentLayer("lstm", 3, 4, bidirectional=True))
+    text = repr(RecurrentLayer("lstm", 3, 4, bidirectional=True, fused=True))
     assert "path=fused nn.LSTM" in text and "bidirectional=True" in text
     assert "activation=tanh" in text and "gate_activation=sigmoid" in text
     assert "cell_activation=tanh" in text

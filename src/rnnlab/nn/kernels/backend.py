@@ -148,6 +148,28 @@ def describe_backend(x: torch.Tensor) -> str:
     return "cpp" if mode == "cpp" else "cpp (python if the build fails)"
 
 
+def kernel_preferred(x: torch.Tensor, build: bool = True) -> bool:
+    """``fused=auto``'s choice for a layer that PyTorch's fused module computes exactly
+    (default activations, no variant): True where rnnlab's kernel is the faster path for
+    tensor ``x``, False where ``nn.LSTM/GRU/RNN`` is.
+
+    The rule, from ``benchmarks/fused_auto.py`` (results/fused_auto.md): on CPU the C++
+    kernel wins for every cell, padded or not (PyTorch runs a padded batch on its
+    per-step packed path); so the kernel runs wherever the ``cpp`` backend runs ``x``
+    (CPU float32/float64, ``RNNLAB_KERNEL=auto|cpp``, the build succeeds). Elsewhere
+    the fused module runs: cuDNN on CUDA (the Triton backend is not measured faster
+    than cuDNN for tanh), and nn.* where only the slower torch-ops backend could. With
+    ``build=False`` (a repr) nothing is compiled: an untried build counts as working.
+    """
+    if x.device.type != "cpu" or x.dtype not in CPP_DTYPES:
+        return False
+    if requested_backend() not in ("auto", "cpp"):
+        return False
+    if build:
+        return cpp_available()
+    return bool(_state.get("cpp", True))
+
+
 def reset_backend() -> None:
     """Forget the cached backend decisions (tests flip ``RNNLAB_KERNEL``)."""
     _state.clear()
