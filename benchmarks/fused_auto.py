@@ -33,6 +33,13 @@ RESULTS = Path(__file__).parent / "results"
 # (cell, shape, bidirectional, proj_size)
 ROWS = [(cell, shape, False, 0) for shape in SHAPES for cell in ("lstm", "gru", "rnn")]
 ROWS += [("lstm", SHAPES[0], True, 0), ("lstm", SHAPES[0], False, SHAPES[0][3] // 2)]
+# The shapes of this repo's default runs: text_langid (about 42 characters, embeddings
+# 64, H 128), speech_commands_synth (101 frames of 40 log-mels), the adding problem's
+# LSTM (T 100, B 50, H 64) and tanh Elman (T 200): small layers too.
+ROWS += [
+    ("lstm", (50, 64, 64, 128), False, 0), ("lstm", (101, 64, 40, 128), False, 0),
+    ("lstm", (100, 50, 2, 64), False, 0), ("rnn", (200, 50, 2, 64), False, 0),
+]  # fmt: skip
 
 
 def padded_lengths(steps: int, batch: int) -> torch.Tensor:

@@ -125,6 +125,8 @@ def test_auto_rule_picks_the_fused_module_off_the_cpp_backend():
     # CUDA (cuDNN), other devices and dtypes the C++ kernel does not run: nn.*
     assert not kernel_preferred(torch.zeros(1, device="meta"))
     assert not kernel_preferred(torch.zeros(1, dtype=torch.bfloat16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # trainer.precision=bf16-mixed
+        assert not kernel_preferred(torch.zeros(1))
 
 
 def test_fused_true_refuses_custom_activation():

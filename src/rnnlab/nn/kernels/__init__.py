@@ -34,6 +34,7 @@ from rnnlab.nn.kernels.backend import (  # noqa: F401 (re-exported)
     backend_for,
     cpp_available,
     describe_backend,
+    for_autograd,
     requested_backend,
     reset_backend,
 )
@@ -130,5 +131,6 @@ def recurrence(
         c0 = h0.new_empty(0)
     if b_ih is None:
         b_ih = b_hh.new_zeros(b_hh.shape)
-    out, h, c = Recurrence.apply(gx, w_hh, b_ih, b_hh, h0, c0, lengths, cell, acts, backend)
+    leaves = for_autograd(gx, w_hh, b_ih, b_hh, h0, c0)
+    out, h, c = Recurrence.apply(*leaves, lengths, cell, acts, backend)
     return out, ((h, c) if cell == "lstm" else (h,))

@@ -154,20 +154,36 @@ def kernel_preferred(x: torch.Tensor, build: bool = True) -> bool:
     tensor ``x``, False where ``nn.LSTM/GRU/RNN`` is.
 
     The rule, from ``benchmarks/fused_auto.py`` (results/fused_auto.md): on CPU the C++
-    kernel wins for every cell, padded or not (PyTorch runs a padded batch on its
+    kernel wins forward+backward for every cell, padded or not (PyTorch runs a padded batch on its
     per-step packed path); so the kernel runs wherever the ``cpp`` backend runs ``x``
-    (CPU float32/float64, ``RNNLAB_KERNEL=auto|cpp``, the build succeeds). Elsewhere
+    (CPU float32/float64 outside a bfloat16/float16 autocast, ``RNNLAB_KERNEL=auto|cpp``,
+    the build succeeds). Elsewhere
     the fused module runs: cuDNN on CUDA (the Triton backend is not measured faster
     than cuDNN for tanh), and nn.* where only the slower torch-ops backend could. With
     ``build=False`` (a repr) nothing is compiled: an untried build counts as working.
     """
     if x.device.type != "cpu" or x.dtype not in CPP_DTYPES:
         return False
+    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") not in CPP_DTYPES:
+        return False  # bf16-mixed on CPU: the input projection comes out bfloat16
     if requested_backend() not in ("auto", "cpp"):
         return False
     if build:
         return cpp_available()
     return bool(_state.get("cpp", True))
+
+
+def for_autograd(*tensors):
+    """A kernel Function's inputs: as given under grad mode, detached under ``no_grad``.
+
+    ``ctx.needs_input_grad`` reads ``requires_grad``, not grad mode, so a Function fed a
+    module's parameters inside ``torch.no_grad()`` (validation, test, ``evaluate``) would
+    save its backward buffers (pre-activations, B*T*G*H values) for a backward that
+    never runs; detached inputs make its ``save`` False. Non-tensors pass through.
+    """
+    if torch.is_grad_enabled():
+        return tensors
+    return tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in tensors)
 
 
 def reset_backend() -> None:

@@ -29,7 +29,7 @@ from torch.autograd.function import once_differentiable
 
 from rnnlab.nn.activations import KERNEL_CODES
 from rnnlab.nn.kernels import gated_feedback_torch_ops as torch_ops
-from rnnlab.nn.kernels.backend import CELL_CODES, backend_for
+from rnnlab.nn.kernels.backend import CELL_CODES, backend_for, for_autograd
 
 layout = torch_ops.layout
 
@@ -114,4 +114,5 @@ def feedback_recurrence(
     h_T (L, B, H) and c_T (L, B, H) for LSTM (else empty). Zero initial state."""
     backend = backend_for(gx0)
     lengths = lengths.to("cpu" if backend == "cpp" else gx0.device, torch.long)
-    return GatedFeedback.apply(gx0, w_in, b_in, w_rec, b_rec, drop, lengths, cell, acts, backend)
+    leaves = for_autograd(gx0, w_in, b_in, w_rec, b_rec)
+    return GatedFeedback.apply(*leaves, drop, lengths, cell, acts, backend)

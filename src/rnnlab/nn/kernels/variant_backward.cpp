@@ -67,6 +67,7 @@ void backward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ 
     const T* pf = peep ? s.peep + H : nullptr;
     const T* po = peep ? s.peep + 2 * H : nullptr;
     const T* __restrict__ kc = s.zoned() ? s.keep_c(t, b) : nullptr;
+#pragma omp simd
     for (int64_t k = 0; k < H; ++k) {
       T dct = dcl[k];
       if (kc) {

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from rnnlab.nn.activations import KERNEL_CODES
 from rnnlab.nn.cells import NUM_GATES, CellActivations, State
-from rnnlab.nn.kernels import CELL_CODES, backend_for, requested_backend
+from rnnlab.nn.kernels import CELL_CODES, backend_for, for_autograd, requested_backend
 from rnnlab.nn.kernels.build import VARIANT_SOURCES, load_extension
 from rnnlab.nn.variants import LSTM_VARIANTS, Variant, VariantParams
 
@@ -213,7 +213,8 @@ def variant_kernel_direction(
 
         out, h, c, _ = triton_forward(spec, *args, ln, lengths, masks, False)
     else:
-        out, h, c = _function(backend).apply(*args, *ln, lengths, masks, spec)
+        leaves = for_autograd(*args, *ln)
+        out, h, c = _function(backend).apply(*leaves, lengths, masks, spec)
     return out, ((h, c) if lstm else (h,))
 
 

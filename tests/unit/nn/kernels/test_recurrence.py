@@ -139,6 +139,34 @@ def test_no_grad_forward_saves_nothing_and_matches(backend):
     torch.testing.assert_close(out_ng, out.detach())
 
 
+@pytest.mark.parametrize("variant", [False, True])
+def test_no_grad_forward_of_a_layer_with_parameters_saves_no_backward_buffers(
+    variant, monkeypatch
+):
+    # needs_input_grad reads requires_grad, not grad mode: a layer's parameters under
+    # no_grad (validation, evaluate) must not make the kernel save pre-activations.
+    from rnnlab.nn import RecurrentLayer
+    from rnnlab.nn.variants import Variant
+
+    layer = RecurrentLayer("lstm", 3, 4, fused=False, variant=Variant(peephole=variant))
+    assert "backend=cpp" in layer.path()
+    x = torch.randn(2, 5, 3)
+    layer(x)  # builds and loads the kernel
+    ops = torch.ops.rnnlab_variant_kernels if variant else torch.ops.rnnlab_kernels
+    name = "var_forward" if variant else "rec_forward"
+    real, saves = getattr(ops, name), []
+
+    def spy(*args):
+        saves.append(args[-1])  # the save flag
+        return real(*args)
+
+    monkeypatch.setattr(ops, name, spy)
+    with torch.no_grad():
+        layer(x)
+    layer(x)[0].sum().backward()
+    assert saves == [False, True]
+
+
 def test_failed_build_falls_back_with_one_line_notice(monkeypatch, capsys):
     from rnnlab.nn.kernels import build
 
