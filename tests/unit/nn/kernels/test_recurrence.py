@@ -140,9 +140,7 @@ def test_no_grad_forward_saves_nothing_and_matches(backend):
 
 
 @pytest.mark.parametrize("variant", [False, True])
-def test_no_grad_forward_of_a_layer_with_parameters_saves_no_backward_buffers(
-    variant, monkeypatch
-):
+def test_no_grad_forward_of_a_layer_with_parameters_saves_no_backward_buffers(variant, monkeypatch):
     # needs_input_grad reads requires_grad, not grad mode: a layer's parameters under
     # no_grad (validation, evaluate) must not make the kernel save pre-activations.
     from rnnlab.nn import RecurrentLayer
