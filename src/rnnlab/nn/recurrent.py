@@ -187,10 +187,15 @@ class RecurrentLayer(nn.Module):
         return self._runs_fused(self.weights(0)[0], build=False)
 
     @property
+    def has_variant(self) -> bool:
+        """A projection or a non-plain variant: the variant path runs it when not fused."""
+        return bool(self.proj_size) or not self.variant.is_plain
+
+    @property
     def uses_variant_path(self) -> bool:
         """A variant or projection layer: the variant kernel, or the variant loop where that
         cannot run (``path()`` says which)."""
-        return not self.uses_fused and (bool(self.proj_size) or not self.variant.is_plain)
+        return not self.uses_fused and self.has_variant
 
     def path(self) -> str:
         """What runs this layer: PyTorch's fused module, or the rnnlab kernel and its backend."""
@@ -247,7 +252,7 @@ class RecurrentLayer(nn.Module):
         for d in range(self.num_directions):
             s = None if state is None else tuple(t[d] for t in state)
             xd = reverse_padded(x, lengths) if d else x
-            if self.proj_size or not self.variant.is_plain:
+            if self.has_variant:
                 w_hr = self.projection(d) if self.proj_size else None
                 extra = self.variant_params[d] if self.variant_params is not None else None
                 run = (
