@@ -24,6 +24,7 @@ import torch
 
 from rnnlab.nn import RecurrentLayer
 from rnnlab.nn.variant_cells import variant_step
+from rnnlab.nn.variant_masks import draw_masks
 from rnnlab.nn.variants import Variant
 
 SHAPE = (100, 64, 128, 256)
@@ -48,17 +49,15 @@ def naive(layer: RecurrentLayer, x: torch.Tensor) -> torch.Tensor:
     w_hr = layer.projection(0) if layer.proj_size else None
     h = x.new_zeros(x.shape[0], w[1].shape[-1] if w[1].dim() == 2 else layer.hidden_size)
     state = (h, x.new_zeros(x.shape[0], layer.hidden_size)) if layer.cell == "lstm" else (h,)
-    keep = 1.0 - variant.recurrent_dropout
-    drop = torch.empty_like(h).bernoulli_(keep).div_(keep) if keep < 1 else None
+    drop, kh, kc = draw_masks(layer.cell, variant, h, layer.hidden_size, x.shape[1], True)
     outs = []
     for t in range(x.shape[1]):
         gx = x[:, t] @ w[0].T
-        h_in = state[0] if drop is None else state[0] * drop
+        h_in = state[0] * drop if drop.numel() else state[0]
         new = variant_step(layer.cell, layer.acts, variant, gx, h_in, state, w, extra, w_hr)
         if variant.zoneout:
-            new = tuple(
-                torch.where(torch.rand_like(n) < variant.zoneout, s, n) for n, s in zip(new, state)
-            )
+            keeps = [k[t].bool() for k in (kh, kc) if k.numel()]
+            new = tuple(torch.where(k, s, n) for k, n, s in zip(keeps, new, state))
         state = new
         outs.append(state[0])
     return torch.stack(outs, 1)

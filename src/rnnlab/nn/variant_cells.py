@@ -12,10 +12,11 @@ benchmarks/results/variants.md).
 Random masks (training only; eval draws nothing): recurrent dropout draws ONE inverted
 mask ``m ~ Bernoulli(1-p)/(1-p)`` of shape (B, width of h) per call, i.e. per sequence,
 layer and direction, fixed over the steps, and multiplies the h_{t-1} that enters the
-recurrent product ``U h_{t-1}``. Zoneout draws a fresh keep mask ``k ~ Bernoulli(z)`` per
+recurrent product ``U h_{t-1}``. Zoneout uses a fresh keep mask ``k ~ Bernoulli(z)`` per
 step for h (and another for c), ``s_t = k ⊙ s_{t-1} + (1-k) ⊙ s̃_t``; in eval it uses the
-expectation ``s_t = z s_{t-1} + (1-z) s̃_t``. Both come from torch's global generator,
-so a seeded run reproduces them.
+expectation ``s_t = z s_{t-1} + (1-z) s̃_t``. Both are drawn at the start of the call
+by ``variant_masks.draw_masks`` (the kernels draw theirs there too) from torch's global
+generator, so a seeded run reproduces them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch.nn import functional as F
 
 from rnnlab.nn.cells import NUM_GATES, CellActivations, State, cell_step, recurrent_term
 from rnnlab.nn.masks import step_mask_or_none
+from rnnlab.nn.variant_masks import draw_masks
 from rnnlab.nn.variants import Variant, VariantParams
 
 LN_EPS = 1e-5
@@ -155,19 +157,16 @@ def variant_direction(
         h0 = x.new_zeros(batch, w_hh.shape[-1] if w_hh.dim() == 2 else hidden)
         state = (h0, x.new_zeros(batch, hidden)) if cell == "lstm" else (h0,)
     gx = F.linear(x, w_ih)  # every step's input product in one matmul; b_ih added per step
-    drop = None
-    if training and variant.recurrent_dropout > 0:
-        keep = 1.0 - variant.recurrent_dropout
-        drop = torch.empty_like(state[0]).bernoulli_(keep).div_(keep)
+    drop, kh, kc = draw_masks(cell, variant, state[0], hidden, steps, training)
     mask = step_mask_or_none(lengths, steps, x.device)
     outs = []
     # unbind, not gx[:, t]: its backward stacks once instead of a full-size zero tensor
     # per step (measured 2-3x on the whole loop at (100, 64, 128, 256))
     for t, gx_t in enumerate(gx.unbind(1)):
-        h_in = state[0] if drop is None else state[0] * drop
+        h_in = state[0] * drop if drop.numel() else state[0]
         new = variant_step(cell, acts, variant, gx_t, h_in, state, weights, extra, w_hr)
         if variant.zoneout > 0:
-            keeps = [torch.rand_like(s) < variant.zoneout for s in new] if training else None
+            keeps = [k[t].bool() for k in (kh, kc) if k.numel()] if training else None
             new = zoneout(new, state, variant.zoneout, keeps)
         if mask is None:
             state = new

@@ -13,7 +13,11 @@ import torch
 from rnnlab.nn import RecurrentLayer, kernels
 from rnnlab.nn import recurrent as recurrent_module
 from rnnlab.nn.cells import CellActivations
-from rnnlab.nn.kernels.variant_recurrence import VariantRecurrence, variant_kernel_direction
+from rnnlab.nn.kernels.variant_recurrence import (
+    VariantRecurrence,
+    kernel_runs,
+    variant_kernel_direction,
+)
 from rnnlab.nn.variants import Variant
 
 # (cell, variant options, proj_size): every option the kernel carries, on its cells.
@@ -115,6 +119,7 @@ def test_gradcheck_float64_of_the_kernel(case, training):
     extra = layer.variant_params[0] if layer.variant_params is not None else None
     w_hr = layer.projection(0) if layer.proj_size else None
     params = [p for p in layer.parameters()]
+    assert kernel_runs(layer.variant, x)  # variant_kernel_direction's contract: loads it
 
     def f(x, h0, c0, *params):
         torch.manual_seed(7)

@@ -19,7 +19,7 @@ variants"). Per step t and layer j, with every layer's previous state h^i_{t-1}:
   eval); the zoned h^j_t is what layer j+1 reads (after dropout D) and what is fed
   back at t+1; padded steps keep the whole state, as for every connection.
 
-Masks come from torch's global generator (``variant_recurrence.draw_masks`` per layer,
+Masks come from torch's global generator (``variant_masks.draw_masks`` per layer,
 bottom up: that layer's recurrent-dropout mask, then its zoneout keep masks for all
 steps; then the between-layer dropout masks of ``_FeedbackDirection.drop_masks``), so a
 seeded run reproduces them; eval draws nothing.
@@ -32,9 +32,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from rnnlab.nn.cells import CANDIDATE_BLOCK
-from rnnlab.nn.kernels.variant_recurrence import draw_masks
 from rnnlab.nn.masks import step_mask_or_none
 from rnnlab.nn.variant_cells import products_step, zoneout
+from rnnlab.nn.variant_masks import draw_masks
 
 
 def _layer_params(direction: nn.Module) -> list[dict]:

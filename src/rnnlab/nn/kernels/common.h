@@ -188,6 +188,31 @@ void act_both(int64_t a, const T* __restrict__ x, T* __restrict__ y, T* __restri
 
 at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
+// dW_hh = sum_{b,t} dG[b,t]^T h_{t-1}[b] (dG (B, T, G*H), out (B, T, W) the outputs, h0
+// (B, W)) as one matmul over the flattened (B*T) rows, without building a shifted copy
+// of the outputs: pair row r of dG with row r-1 of out, then correct the rows where
+// t = 0 (they met the previous sequence's last output instead of h0) with one small
+// (B-row) matmul. Padded steps have dG = 0, so what they pair with does not matter.
+// elementwise (IndRNN's vector u): du = sum_{b,t} dG * h_{t-1}, the same pairing.
+at::Tensor recurrent_weight_grad(const at::Tensor& dg, const at::Tensor& out, const at::Tensor& h0,
+                                 bool elementwise) {
+  const int64_t B = dg.size(0), S = dg.size(1), GH = dg.size(2), W = out.size(2);
+  const at::Tensor dg_flat = dg.view({B * S, GH});
+  const at::Tensor out_flat = out.view({B * S, W});
+  const at::Tensor first = dg.select(1, 0);  // (B, GH), t = 0 rows
+  at::Tensor corr = h0.clone();
+  if (B > 1) corr.narrow(0, 1, B - 1).sub_(out.select(1, S - 1).narrow(0, 0, B - 1));
+  at::Tensor dw;
+  if (elementwise) {
+    dw = (first * corr).sum(0);
+    if (B * S > 1) dw.add_((dg_flat.narrow(0, 1, B * S - 1) * out_flat.narrow(0, 0, B * S - 1)).sum(0));
+  } else {
+    dw = at::mm(first.t(), corr);
+    if (B * S > 1) dw.addmm_(dg_flat.narrow(0, 1, B * S - 1).t(), out_flat.narrow(0, 0, B * S - 1));
+  }
+  return dw;
+}
+
 // A per-step product with a weight W (rows x cols, row-major) fixed for the loop:
 // C[n x m] = beta * C + X[n x k] * M[k x m], M = W^T (transpose) or W. X and C are row
 // blocks of larger buffers (row strides ldx, ldc). float32 with MKL: W packed once,

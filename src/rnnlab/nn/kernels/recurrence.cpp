@@ -283,23 +283,8 @@ std::vector<at::Tensor> rec_backward(const at::Tensor& grad_out, const at::Tenso
     backward_loop<scalar_t>(go, out, pre, c_all, hn_all, h0c, c0c, dh, dc, dgh, dgx, tmp, w_hh,
                             L, B, S, GH, H, cell, phi, phi_c, sigma);
   });
-  // dW_hh = sum_{b,t} dG[b,t]^T h_{t-1}[b] as one matmul over the flattened (B*T) rows,
-  // without building a shifted copy of the outputs: pair row r of dG with row r-1 of
-  // out, then correct the rows where t = 0 (they met the previous sequence's last
-  // output instead of h0) with one small (B-row) matmul.
   const at::Tensor dg_flat = dgh.view({B * S, GH});
-  const at::Tensor out_flat = out.view({B * S, H});
-  at::Tensor first = dgh.select(1, 0);  // (B, GH), t = 0 rows
-  at::Tensor corr = h0c.clone();
-  if (B > 1) corr.narrow(0, 1, B - 1).sub_(out.select(1, S - 1).narrow(0, 0, B - 1));
-  at::Tensor dw;
-  if (cell == IND) {  // du = sum_{b,t} dG * h_{t-1}, the same pairing elementwise
-    dw = (first * corr).sum(0);
-    if (B * S > 1) dw.add_((dg_flat.narrow(0, 1, B * S - 1) * out_flat.narrow(0, 0, B * S - 1)).sum(0));
-  } else {
-    dw = at::mm(first.t(), corr);
-    if (B * S > 1) dw.addmm_(dg_flat.narrow(0, 1, B * S - 1).t(), out_flat.narrow(0, 0, B * S - 1));
-  }
+  at::Tensor dw = recurrent_weight_grad(dgh, out, h0c, cell == IND);
   at::Tensor db = dg_flat.sum(0);
   at::Tensor db_ih = cell == GRU ? dgx.view({B * S, GH}).sum(0) : db;
   return {dgx, dw, db_ih, db, dh, dc};

@@ -111,9 +111,34 @@ void backward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ 
 }
 
 struct BwdBufs {
-  // with layer norm dR: dL/d(U h), dX: dL/d(W u) (LN's input), dcn: dL/dLN(c~)
-  at::Tensor dh, dc, dgh, dgx, dht, dr, rr, mm, tmp, dR, dcn, dX;
+  // with layer norm dR: dL/d(U h), dX: dL/d(W u) (LN's input), dcn: dL/dLN(c~) of the
+  // step (B, H), lnacc: per row, the sums over its steps that give LN's gain and bias
+  // gradients (B, 2 G*H + 2 H): dY x^ of LN(U h), of LN(W u), and dY x^, dY of LN(c~)
+  at::Tensor dh, dc, dgh, dgx, dht, dr, rr, mm, tmp, dR, dcn, dX, lnacc;
 };
+
+// LN's gain gradients dgamma = sum_{b,t} dY * x^ (and LN(c~)'s bias, sum dY), summed per
+// row while its step is in cache: the same sums as reductions over the saved (B, T, .)
+// tensors after the loop, without reading them again.
+template <typename T>
+void ln_sums(const Spec<T>& s, const T* __restrict__ dgh, const T* __restrict__ xh,
+             const T* __restrict__ dgx, const T* __restrict__ xx, const T* __restrict__ dcn,
+             const T* __restrict__ xc, T* __restrict__ acc) {
+  const int64_t GH = s.GH, H = s.H;
+#pragma omp simd
+  for (int64_t k = 0; k < GH; ++k) {
+    acc[k] += dgh[k] * xh[k];
+    acc[GH + k] += dgx[k] * xx[k];
+  }
+  if (dcn) {
+    T* __restrict__ ac = acc + 2 * GH;
+#pragma omp simd
+    for (int64_t k = 0; k < H; ++k) {
+      ac[k] += dcn[k] * xc[k];
+      ac[H + k] += dcn[k];
+    }
+  }
+}
 
 template <typename T>
 void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out,
@@ -143,7 +168,8 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
   const T *xh_p = ptr_or_null<T>(ln.xh), *rh_p = ptr_or_null<T>(ln.rh);
   const T *xc_p = ptr_or_null<T>(ln.xc), *rc_p = ptr_or_null<T>(ln.rc);
   T *dR_p = ptr_or_null<T>(buf.dR), *dcn_p = ptr_or_null<T>(buf.dcn);
-  T* dX_p = ptr_or_null<T>(buf.dX);
+  T *dX_p = ptr_or_null<T>(buf.dX), *acc_p = ptr_or_null<T>(buf.lnacc);
+  const int64_t acc_w = 2 * GH + 2 * H;
   const T *xx_p = ptr_or_null<T>(ln.xx), *rx_p = ptr_or_null<T>(ln.rx);
   // dh~ rows: with a projection they are kept (B, S, P) for dW_hr, else one (B, Hh) row each
   const int64_t dht_rs = s.proj ? S * Hh : Hh;
@@ -160,7 +186,6 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
           if (rr_p) std::fill(rr_p + bt * H, rr_p + (bt + 1) * H, T(0));
           if (dR_p) std::fill(dR_p + bt * GH, dR_p + (bt + 1) * GH, T(0));
           if (dX_p) std::fill(dX_p + bt * GH, dX_p + (bt + 1) * GH, T(0));
-          if (dcn_p) std::fill(dcn_p + bt * H, dcn_p + (bt + 1) * H, T(0));
           continue;
         }
         split_dh<T>(s, b, t, go_p + b * gs0 + t * gs1, gs2, dh_p + b * Hh, dht);
@@ -178,7 +203,7 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
                         dgh_p + bt * GH, dgx_p + bt * GH, dh_p + b * Hh,
                         dc_p ? dc_p + b * H : nullptr, rr_p ? rr_p + bt * H : nullptr,
                         xc_p ? xc_p + bt * H : nullptr, rc_p ? rc_p[bt] : T(0),
-                        dcn_p ? dcn_p + bt * H : nullptr);
+                        dcn_p ? dcn_p + b * H : nullptr);
         if (s.ln()) {  // dR, dX: LN's backward of dG (GRU: of dx), block by block
           const T* dxs = dgx_p + bt * GH;  // = dgh for all cells but GRU
           for (int64_t g = 0; g < G; ++g) {
@@ -186,6 +211,9 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
             ln_bwd<T>(dgh_p + o, s.lnh_g + g * H, xh_p + o, rh_p[bt * G + g], H, dR_p + o);
             ln_bwd<T>(dxs + g * H, s.lnx_g + g * H, xx_p + o, rx_p[bt * G + g], H, dX_p + o);
           }
+          ln_sums<T>(s, dgh_p + bt * GH, xh_p + bt * GH, dxs, xx_p + bt * GH,
+                     dcn_p ? dcn_p + b * H : nullptr, xc_p ? xc_p + bt * H : nullptr,
+                     acc_p + b * acc_w);
         }
       }
       const T* src = s.ln() ? dR_p : dgh_p;  // the gradient of the step's product
@@ -244,7 +272,8 @@ std::vector<at::Tensor> var_backward(
   const bool ln = ln_params.at(0).numel() > 0;
   for (auto& t : ln_params) t = t.contiguous();
   buf.dR = ln ? at::empty({B, S, GH}, opts) : empty0(out);
-  buf.dcn = ln && lstm ? at::empty({B, S, H}, opts) : empty0(out);
+  buf.dcn = ln && lstm ? at::empty({B, H}, opts) : empty0(out);
+  buf.lnacc = ln ? at::zeros({B, 2 * GH + 2 * H}, opts) : empty0(out);
   buf.dX = ln ? at::empty({B, S, GH}, opts) : empty0(out);
   const LnSaved lns{ln_saved.at(0), ln_saved.at(1), ln_saved.at(2),
                     ln_saved.at(3), ln_saved.at(4), ln_saved.at(5)};
@@ -261,13 +290,19 @@ std::vector<at::Tensor> var_backward(
     backward_loop<scalar_t>(s, grad_out, out, pre, ct_all, cs_all, hn_all, h0c, c0c, whh, whr, lns,
                             buf);
   });
-  // dW_hh = sum_{b,t} dG^T (m * h_{t-1}) as one product over the (B*T) rows.
-  at::Tensor h_prev = at::cat({h0c.unsqueeze(1), out.narrow(1, 0, S - 1)}, 1);
-  if (drop.numel()) h_prev = h_prev * dr.unsqueeze(1);
+  // dW_hh = sum_{b,t} dG^T (m * h_{t-1}) as one product over the (B*T) rows; without a
+  // dropout mask on the outputs themselves (recurrent_weight_grad's pairing, no copy).
   const at::Tensor dg_flat = buf.dgh.view({B * S, GH});
   const at::Tensor& dprod = ln ? buf.dR : buf.dgh;  // the gradient of U h (of LN's input)
-  at::Tensor dw = cell == IND ? (dprod * h_prev).sum({0, 1})
-                              : at::mm(dprod.view({B * S, GH}).t(), h_prev.reshape({B * S, Hh}));
+  at::Tensor dw;
+  if (drop.numel()) {
+    const at::Tensor h_prev =
+        at::cat({h0c.unsqueeze(1), out.narrow(1, 0, S - 1)}, 1) * dr.unsqueeze(1);
+    dw = cell == IND ? (dprod * h_prev).sum({0, 1})
+                     : at::mm(dprod.view({B * S, GH}).t(), h_prev.reshape({B * S, Hh}));
+  } else {
+    dw = recurrent_weight_grad(dprod, out, h0c, cell == IND);
+  }
   at::Tensor db = dg_flat.sum(0);
   at::Tensor db_ih = cell == GRU ? buf.dgx.view({B * S, GH}).sum(0) : db;
   at::Tensor dw_hr = proj ? at::mm(buf.dht.view({B * S, Hh}).t(), buf.rr.view({B * S, H}))
@@ -285,13 +320,14 @@ std::vector<at::Tensor> var_backward(
   std::vector<at::Tensor> dln(6, empty0(out));
   if (ln) {
     const int64_t G = GH / H;
-    dln[0] = (buf.dgh * lns.xh).sum({0, 1}).view({G, H});
+    const at::Tensor sums = buf.lnacc.sum(0);  // ln_sums' rows
+    dln[0] = sums.narrow(0, 0, GH).view({G, H}).clone();
     dln[1] = db.view({G, H}).clone();
     if (lstm) {
-      dln[2] = (buf.dcn * lns.xc).sum({0, 1});
-      dln[3] = buf.dcn.sum({0, 1});
+      dln[2] = sums.narrow(0, 2 * GH, H).clone();
+      dln[3] = sums.narrow(0, 2 * GH + H, H).clone();
     }
-    dln[4] = (buf.dgx * lns.xx).sum({0, 1}).view({G, H});
+    dln[4] = sums.narrow(0, GH, GH).view({G, H}).clone();
     dln[5] = db_ih.view({G, H}).clone();
   }
   return {ln ? buf.dX : buf.dgx, dw, db_ih, db, buf.dh, buf.dc, dw_hr, dpeep,

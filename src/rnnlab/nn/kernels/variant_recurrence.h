@@ -48,16 +48,17 @@ constexpr double kLnEps = 1e-5;  // variant_cells.LN_EPS
 template <typename T>
 void ln_fwd(T* __restrict__ y, const T* __restrict__ g, const T* __restrict__ beta, int64_t n,
             T* __restrict__ xhat, T* rstd) {
-  T mean = 0, var = 0;
+  double mean = 0, var = 0;  // double sums: float32 ones lose x^ when var << mean^2
 #pragma omp simd reduction(+ : mean)
   for (int64_t k = 0; k < n; ++k) mean += y[k];
-  mean /= T(n);
+  mean /= double(n);
 #pragma omp simd reduction(+ : var)
   for (int64_t k = 0; k < n; ++k) var += (y[k] - mean) * (y[k] - mean);
-  const T rs = T(1) / std::sqrt(var / T(n) + T(kLnEps));
+  const double rsd = 1.0 / std::sqrt(var / double(n) + kLnEps);
+  const T rs = T(rsd), mu = T(mean);
 #pragma omp simd
   for (int64_t k = 0; k < n; ++k) {
-    const T xh = (y[k] - mean) * rs;
+    const T xh = (y[k] - mu) * rs;
     if (xhat) xhat[k] = xh;
     y[k] = xh * g[k] + beta[k];
   }
@@ -77,6 +78,8 @@ void ln_bwd(const T* dy, const T* __restrict__ g, const T* __restrict__ xhat, T 
   }
   m1 /= T(n);
   m2 /= T(n);
+  // element k reads dy[k] before writing dx[k]: vectorising is safe even when they alias
+#pragma omp simd
   for (int64_t k = 0; k < n; ++k) dx[k] = rs * (dy[k] * g[k] - m1 - xhat[k] * m2);
 }
 

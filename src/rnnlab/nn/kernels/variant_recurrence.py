@@ -15,13 +15,9 @@ autograd ops outside the loop, LN(W u) alone cost more than the whole loop. As i
 runs in C++ with one product per step (two with a projection), and the backward is
 hand-written, with dW_hh (and dW_hr, the peepholes) as one reduction after the loop.
 
-Masks are drawn here, from torch's global generator, in the order and shapes the loop
-draws them: the recurrent-dropout mask (B, width of h) first, then for each step the
-zoneout keep masks of h and (LSTM) c — drawn as one (T, B·(width of h + H)) uniform
-tensor, which the generator fills with the same numbers as T pairs of per-step draws
-(tests/unit/nn/test_variant_kernel.py checks it; CUDA's generator does not, so there
-the masks are drawn step by step, as the loop draws them) — so under a seed every path
-trains with identical masks. Eval draws nothing; zoneout then uses its expectation.
+Masks (recurrent dropout, zoneout) come from ``variant_masks.draw_masks``, the one
+function the loop draws them with too, so under a seed every path trains with identical
+masks. Eval draws nothing; zoneout then uses its expectation.
 """
 
 from __future__ import annotations
@@ -36,6 +32,7 @@ from rnnlab.nn.activations import KERNEL_CODES
 from rnnlab.nn.cells import NUM_GATES, CellActivations, State
 from rnnlab.nn.kernels import CELL_CODES, backend_for, for_autograd, requested_backend
 from rnnlab.nn.kernels.build import VARIANT_SOURCES, load_extension
+from rnnlab.nn.variant_masks import draw_masks
 from rnnlab.nn.variants import LSTM_VARIANTS, Variant, VariantParams
 
 _state: dict[str, bool] = {}
@@ -137,35 +134,6 @@ class VariantRecurrence(torch.autograd.Function):
             dpeep if peep.numel() else None, dw_hr if w_hr.numel() else None,
             *dln, None, None, None,
         )  # fmt: skip
-
-
-def draw_masks(
-    cell: str, variant: Variant, h0: torch.Tensor, hidden: int, steps: int, training: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(drop, kh, kc) as variant_cells.variant_direction draws them; empty when absent."""
-    empty = h0.new_empty(0)
-    drop, kh, kc = empty, empty, empty
-    if not training:
-        return drop, kh, kc
-    if variant.recurrent_dropout > 0:
-        keep = 1.0 - variant.recurrent_dropout
-        drop = torch.empty_like(h0).bernoulli_(keep).div_(keep)
-    if variant.zoneout > 0:
-        batch, width = h0.shape
-        c_width = hidden if cell == "lstm" else 0
-        if h0.device.type == "cpu":
-            u = torch.rand(steps, batch * (width + c_width), dtype=h0.dtype)
-        else:  # CUDA's generator: one draw per step and state, as the loop draws them
-            draws = [
-                torch.rand(batch, w, dtype=h0.dtype, device=h0.device).flatten()
-                for _ in range(steps) for w in (width, c_width) if w
-            ]  # fmt: skip
-            u = torch.cat(draws).view(steps, -1)
-        keep = (u < variant.zoneout).to(h0.dtype)
-        kh = keep[:, : batch * width].reshape(steps, batch, width)
-        if cell == "lstm":
-            kc = keep[:, batch * width :].reshape(steps, batch, hidden)
-    return drop, kh, kc
 
 
 def variant_kernel_direction(
