@@ -56,7 +56,7 @@ def naive(layer: RecurrentLayer, x: torch.Tensor) -> torch.Tensor:
         h_in = state[0] * drop if drop.numel() else state[0]
         new = variant_step(layer.cell, layer.acts, variant, gx, h_in, state, w, extra, w_hr)
         if variant.zoneout:
-            keeps = [k[t].bool() for k in (kh, kc) if k.numel()]
+            keeps = [k[t] for k in (kh, kc) if k.numel()]
             new = tuple(torch.where(k, s, n) for k, n, s in zip(keeps, new, state))
         state = new
         outs.append(state[0])

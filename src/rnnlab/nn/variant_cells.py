@@ -166,7 +166,7 @@ def variant_direction(
         h_in = state[0] * drop if drop.numel() else state[0]
         new = variant_step(cell, acts, variant, gx_t, h_in, state, weights, extra, w_hr)
         if variant.zoneout > 0:
-            keeps = [k[t].bool() for k in (kh, kc) if k.numel()] if training else None
+            keeps = [k[t] for k in (kh, kc) if k.numel()] if training else None
             new = zoneout(new, state, variant.zoneout, keeps)
         if mask is None:
             state = new

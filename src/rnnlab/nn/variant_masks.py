@@ -34,21 +34,21 @@ def zoneout_threshold(z: float) -> int:
     return min(round(z * levels), levels - 1) - levels // 2
 
 
-def keep_masks(z: float, count: int, like: torch.Tensor) -> torch.Tensor:
-    """``count`` zoneout keep masks (1 keep, 0 update) as a flat tensor of ``like``'s
-    dtype and device, four per 64-bit draw of the generator."""
-    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=like.device)
+def keep_masks(z: float, count: int, device: torch.device | str) -> torch.Tensor:
+    """``count`` zoneout keep masks (True: keep the previous state) as a flat bool tensor
+    on ``device``, four per 64-bit draw of the generator."""
+    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(1 << 63), None)  # the full 64-bit range: every int16 lane uniform
-    lanes = words.view(torch.int16)[:count]
-    return torch.lt(lanes, zoneout_threshold(z), out=like.new_empty(count))
+    return words.view(torch.int16)[:count] < zoneout_threshold(z)
 
 
 def draw_masks(
     cell: str, variant: Variant, h0: torch.Tensor, hidden: int, steps: int, training: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(drop (B, width of h), k^h (T, B, width of h), k^c (T, B, H) for the LSTM) of one
-    layer direction, in h0's dtype, each contiguous; empty tensors where absent (eval,
-    option off, k^c of other cells)."""
+    """(drop (B, width of h) in h0's dtype, bool k^h (T, B, width of h) and, for the LSTM,
+    k^c (T, B, H)) of one layer direction, each contiguous; empty tensors where absent
+    (eval, option off, k^c of other cells). Bool keep masks take a quarter of the memory
+    of float ones (the kernels widen each row's as they use it)."""
     empty = h0.new_empty(0)
     drop, kh, kc = empty, empty, empty
     if not training:
@@ -59,7 +59,7 @@ def draw_masks(
     if variant.zoneout > 0:
         batch, width = h0.shape
         c_width = hidden if cell == "lstm" else 0
-        keep = keep_masks(variant.zoneout, steps * batch * (width + c_width), h0)
+        keep = keep_masks(variant.zoneout, steps * batch * (width + c_width), h0.device)
         kh = keep[: steps * batch * width].view(steps, batch, width)
         if c_width:
             kc = keep[steps * batch * width :].view(steps, batch, c_width)

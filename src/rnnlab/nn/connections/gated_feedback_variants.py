@@ -103,7 +103,7 @@ def feedback_variant_direction(
                 cell, acts, variant, gx, gh, states[j], p["biases"], p["extra"], p["w_hr"]
             )
             if variant.zoneout > 0:
-                keeps = [m[t].bool() for m in masks[j][1:] if m.numel()] if training else None
+                keeps = [m[t] for m in masks[j][1:] if m.numel()] if training else None
                 new = zoneout(new, states[j], variant.zoneout, keeps)
             if valid is not None:
                 new = tuple(torch.where(valid[t], n, o) for n, o in zip(new, states[j]))

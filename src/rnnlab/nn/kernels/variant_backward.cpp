@@ -114,7 +114,7 @@ struct BwdBufs {
   // with layer norm dR: dL/d(U h), dX: dL/d(W u) (LN's input), dcn: dL/dLN(c~) of the
   // step (B, H), lnacc: per row, the sums over its steps that give LN's gain and bias
   // gradients (B, 2 G*H + 2 H): dY x^ of LN(U h), of LN(W u), and dY x^, dY of LN(c~)
-  at::Tensor dh, dc, dgh, dgx, dht, dr, rr, mm, tmp, dR, dcn, dX, lnacc;
+  at::Tensor dh, dc, dgh, dgx, dht, dr, rr, mm, tmp, dR, dcn, dX, lnacc, xxs;  // xxs: x^ of LN(W u) per row
 };
 
 // LN's gain gradients dgamma = sum_{b,t} dY * x^ (and LN(c~)'s bias, sum dY), summed per
@@ -171,6 +171,8 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
   T *dX_p = ptr_or_null<T>(buf.dX), *acc_p = ptr_or_null<T>(buf.lnacc);
   const int64_t acc_w = 2 * GH + 2 * H;
   const T *xx_p = ptr_or_null<T>(ln.xx), *rx_p = ptr_or_null<T>(ln.rx);
+  const T* mx_p = ptr_or_null<T>(ln.mx);
+  T* xxs_p = ptr_or_null<T>(buf.xxs);
   // dh~ rows: with a projection they are kept (B, S, P) for dW_hr, else one (B, Hh) row each
   const int64_t dht_rs = s.proj ? S * Hh : Hh;
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
@@ -206,12 +208,15 @@ void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out
                         dcn_p ? dcn_p + b * H : nullptr);
         if (s.ln()) {  // dR, dX: LN's backward of dG (GRU: of dx), block by block
           const T* dxs = dgx_p + bt * GH;  // = dgh for all cells but GRU
+          T* xxh = xxs_p + b * GH;  // x^ of LN(W u_t), rebuilt from W u_t
           for (int64_t g = 0; g < G; ++g) {
             const int64_t o = bt * GH + g * H;
+            const T rx = rx_p[bt * G + g];
+            ln_xhat<T>(xx_p + o, mx_p[bt * G + g], rx, H, xxh + g * H);
             ln_bwd<T>(dgh_p + o, s.lnh_g + g * H, xh_p + o, rh_p[bt * G + g], H, dR_p + o);
-            ln_bwd<T>(dxs + g * H, s.lnx_g + g * H, xx_p + o, rx_p[bt * G + g], H, dX_p + o);
+            ln_bwd<T>(dxs + g * H, s.lnx_g + g * H, xxh + g * H, rx, H, dX_p + o);
           }
-          ln_sums<T>(s, dgh_p + bt * GH, xh_p + bt * GH, dxs, xx_p + bt * GH,
+          ln_sums<T>(s, dgh_p + bt * GH, xh_p + bt * GH, dxs, xxh,
                      dcn_p ? dcn_p + b * H : nullptr, xc_p ? xc_p + bt * H : nullptr,
                      acc_p + b * acc_w);
         }
@@ -274,19 +279,22 @@ std::vector<at::Tensor> var_backward(
   buf.dR = ln ? at::empty({B, S, GH}, opts) : empty0(out);
   buf.dcn = ln && lstm ? at::empty({B, H}, opts) : empty0(out);
   buf.lnacc = ln ? at::zeros({B, 2 * GH + 2 * H}, opts) : empty0(out);
+  buf.xxs = ln ? at::empty({B, GH}, opts) : empty0(out);
   buf.dX = ln ? at::empty({B, S, GH}, opts) : empty0(out);
-  const LnSaved lns{ln_saved.at(0), ln_saved.at(1), ln_saved.at(2),
-                    ln_saved.at(3), ln_saved.at(4), ln_saved.at(5)};
+  const LnSaved lns{ln_saved.at(0), ln_saved.at(1), ln_saved.at(2), ln_saved.at(3),
+                    ln ? ln_saved.at(4).contiguous() : ln_saved.at(4), ln_saved.at(5),
+                    ln_saved.at(6)};
   const at::Tensor h0c = h0.contiguous(), c0c = lstm ? c0.contiguous() : empty0(out);
   const at::Tensor len = lengths.to(at::kLong).contiguous();
   const at::Tensor whh = w_hh.contiguous(), whr = w_hr.contiguous();
   const at::Tensor pe = peep.contiguous(), dr = drop.contiguous();
   const at::Tensor khc = kh.contiguous(), kcc = kc.contiguous();
   const at::Tensor zrow = at::full({std::max(H, Hh)}, kh.numel() ? 0.0 : z, opts);
+  const at::Tensor kscr = kh.numel() ? at::empty({B, 2 * std::max(H, Hh)}, opts) : empty0(out);
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "rnnlab_var_backward", [&] {
     const Spec<scalar_t> s = make_spec<scalar_t>(B, S, GH, H, Hh, cell, phi, phi_c, sigma, variant,
                                                  len.data_ptr<int64_t>(), pe, dr, khc, kcc, z, proj,
-                                                 ln_params, zrow);
+                                                 ln_params, zrow, kscr);
     backward_loop<scalar_t>(s, grad_out, out, pre, ct_all, cs_all, hn_all, h0c, c0c, whh, whr, lns,
                             buf);
   });

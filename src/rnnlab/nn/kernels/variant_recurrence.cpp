@@ -114,7 +114,7 @@ void forward_loop(const Spec<T>& s, const at::Tensor& gx, const at::Tensor& w_hh
   const int64_t G = GH / H;
   T *xh_p = ptr_or_null<T>(ln.xh), *rh_p = ptr_or_null<T>(ln.rh);
   T *xc_p = ptr_or_null<T>(ln.xc), *rc_p = ptr_or_null<T>(ln.rc);
-  T *xx_p = ptr_or_null<T>(ln.xx), *rx_p = ptr_or_null<T>(ln.rx);
+  T *rx_p = ptr_or_null<T>(ln.rx), *mx_p = ptr_or_null<T>(ln.mx);
   T* xs_p = ptr_or_null<T>(buf.xs);
   over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
     for (int64_t t = 0; t < S; ++t) {
@@ -142,7 +142,6 @@ void forward_loop(const Spec<T>& s, const at::Tensor& gx, const at::Tensor& w_hh
           if (save && ct_p) std::copy(c_p + b * H, c_p + (b + 1) * H, ct_p + bt * H);
           if (save && cs_p) std::copy(c_p + b * H, c_p + (b + 1) * H, cs_p + bt * H);
           if (xh_p) std::fill(xh_p + bt * GH, xh_p + (bt + 1) * GH, T(0));
-          if (xx_p) std::fill(xx_p + bt * GH, xx_p + (bt + 1) * GH, T(0));
           if (xc_p) std::fill(xc_p + bt * H, xc_p + (bt + 1) * H, T(0));
           continue;
         }
@@ -153,8 +152,8 @@ void forward_loop(const Spec<T>& s, const at::Tensor& gx, const at::Tensor& w_hh
           x = xs;
           for (int64_t g = 0; g < G; ++g) {
             const int64_t o = g * H;
-            ln_fwd<T>(xs + o, s.lnx_g + o, s.lnx_b + o, H, xx_p ? xx_p + bt * GH + o : nullptr,
-                      rx_p ? rx_p + bt * G + g : nullptr);
+            ln_fwd<T>(xs + o, s.lnx_g + o, s.lnx_b + o, H, nullptr,
+                      rx_p ? rx_p + bt * G + g : nullptr, mx_p ? mx_p + bt * G + g : nullptr);
             ln_fwd<T>(gh_p + b * GH + o, s.lnh_g + o, s.lnh_b + o, H,
                       xh_p ? xh_p + bt * GH + o : nullptr, rh_p ? rh_p + bt * G + g : nullptr);
           }
@@ -234,21 +233,24 @@ std::vector<at::Tensor> var_forward(const at::Tensor& gx, const at::Tensor& w_hh
               (save && ln) ? at::empty({B, S, G}, opts) : empty0(gx),
               (save && ln && lstm) ? at::empty({B, S, H}, opts) : empty0(gx),
               (save && ln && lstm) ? at::empty({B, S}, opts) : empty0(gx),
-              (save && ln) ? at::empty({B, S, GH}, opts) : empty0(gx),
+              empty0(gx),  // xx: W u is gx itself (saved by the caller)
+              (save && ln) ? at::empty({B, S, G}, opts) : empty0(gx),
               (save && ln) ? at::empty({B, S, G}, opts) : empty0(gx)};
   const at::Tensor len = lengths.to(at::kLong).contiguous();
   const at::Tensor whh = w_hh.contiguous(), whr = w_hr.contiguous();
   const at::Tensor pe = peep.contiguous(), dr = drop.contiguous();
   const at::Tensor khc = kh.contiguous(), kcc = kc.contiguous();
   const at::Tensor zrow = at::full({std::max(H, Hh)}, kh.numel() ? 0.0 : z, opts);
+  const at::Tensor kscr = kh.numel() ? at::empty({B, 2 * std::max(H, Hh)}, opts) : empty0(gx);
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnlab_var_forward", [&] {
     const Spec<scalar_t> s = make_spec<scalar_t>(B, S, GH, H, Hh, cell, phi, phi_c, sigma, variant,
                                                  len.data_ptr<int64_t>(), pe, dr, khc, kcc, z, proj,
-                                                 ln_params, zrow);
+                                                 ln_params, zrow, kscr);
     forward_loop<scalar_t>(s, gx, whh, whr, b_ih.contiguous(), b_hh.contiguous(), out, h, c, pre,
                            ct_all, cs_all, hn_all, buf, lns, save);
   });
-  return {out, h, c, pre, ct_all, cs_all, hn_all, lns.xh, lns.rh, lns.xc, lns.rc, lns.xx, lns.rx};
+  return {out, h, c, pre, ct_all, cs_all, hn_all, lns.xh, lns.rh, lns.xc,
+          lns.rc, lns.xx, lns.rx, lns.mx};
 }
 
 }  // namespace rnnlab_variant

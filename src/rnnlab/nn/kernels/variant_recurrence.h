@@ -26,8 +26,8 @@ struct Spec {
   const int64_t* L;
   const T* peep;  // (3, H): p_i, p_f, p_o, or null
   const T* drop;  // (B, Hh) recurrent-dropout mask, or null
-  const T* kh;    // (S, B, Hh) zoneout keep masks of h, or null (then z, maybe 0)
-  const T* kc;    // (S, B, H) of c (LSTM)
+  const uint8_t* kh;  // (S, B, Hh) zoneout keep masks of h (bool), or null (then z, maybe 0)
+  const uint8_t* kc;  // (S, B, H) of c (LSTM)
   T z;            // eval zoneout: the keep probability everywhere (0: no zoneout)
   bool proj;
   const T *lnh_g, *lnh_b;  // (G, H) gains/biases of LN(U h) per block, or null (no LN)
@@ -36,18 +36,36 @@ struct Spec {
   bool ln() const { return lnh_g != nullptr; }
   bool zoned() const { return kh != nullptr || z != T(0); }
   const T* zrow;  // max(H, Hh) copies of z: the keep "mask" of eval
-  // The keep masks of h and c at step t, row b (eval: z for every unit).
-  const T* keep_h(int64_t t, int64_t b) const { return kh ? kh + (t * B + b) * Hh : zrow; }
-  const T* keep_c(int64_t t, int64_t b) const { return kc ? kc + (t * B + b) * H : zrow; }
+  T* kscr;        // (B, 2 max(H, Hh)): each row's keep masks of the step as T
+  // The keep factors of h and c at step t, row b: the bool mask widened into the row's
+  // scratch (a mask costs a quarter of a float mask's memory), in eval z for every unit.
+  const T* keep_h(int64_t t, int64_t b) const { return widen(kh, t, b, Hh, 0); }
+  const T* keep_c(int64_t t, int64_t b) const { return widen(kc, t, b, H, 1); }
+  const T* widen(const uint8_t* m, int64_t t, int64_t b, int64_t n, int64_t half) const {
+    if (!m) return zrow;
+    const int64_t w = std::max(H, Hh);
+    T* __restrict__ out = kscr + (2 * b + half) * w;
+    const uint8_t* __restrict__ row = m + (t * B + b) * n;
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) out[k] = static_cast<T>(row[k]);
+    return out;
+  }
 };
+
+inline const uint8_t* mask_or_null(const at::Tensor& m) {
+  if (!m.numel()) return nullptr;
+  TORCH_CHECK(m.scalar_type() == at::kBool && m.is_contiguous(),
+              "zoneout keep masks must be contiguous bool tensors");
+  return reinterpret_cast<const uint8_t*>(m.data_ptr<bool>());
+}
 
 constexpr double kLnEps = 1e-5;  // variant_cells.LN_EPS
 
-// y = LN(y) g + beta over its n units, in place (biased variance); x^ and 1/std are
-// written to xhat and rstd when those are given.
+// y = LN(y) g + beta over its n units, in place (biased variance); x^, 1/std and the
+// mean are written to xhat, rstd and mu_out when those are given.
 template <typename T>
 void ln_fwd(T* __restrict__ y, const T* __restrict__ g, const T* __restrict__ beta, int64_t n,
-            T* __restrict__ xhat, T* rstd) {
+            T* __restrict__ xhat, T* rstd, T* mu_out = nullptr) {
   double mean = 0, var = 0;  // double sums: float32 ones lose x^ when var << mean^2
 #pragma omp simd reduction(+ : mean)
   for (int64_t k = 0; k < n; ++k) mean += y[k];
@@ -63,6 +81,14 @@ void ln_fwd(T* __restrict__ y, const T* __restrict__ g, const T* __restrict__ be
     y[k] = xh * g[k] + beta[k];
   }
   if (rstd) *rstd = rs;
+  if (mu_out) *mu_out = mu;
+}
+
+// x^ = (u - mu) rs of ln_fwd, rebuilt from its input u (n units); bitwise the forward's.
+template <typename T>
+void ln_xhat(const T* __restrict__ u, T mu, T rs, int64_t n, T* __restrict__ xhat) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) xhat[k] = (u[k] - mu) * rs;
 }
 
 // dx = rstd (dy g - mean(dy g) - x^ mean(dy g x^)), the gradient through ln_fwd's input;
@@ -146,10 +172,12 @@ void lstm_gates(const Spec<T>& s, T* __restrict__ p, T* __restrict__ q, T* __res
   }
 }
 
-// x^ and 1/std of LN(U h) (B, T, G*H), (B, T, G), of LN(c~) (B, T, H), (B, T) and of
-// LN(W u) (B, T, G*H), (B, T, G).
+// x^ and 1/std of LN(U h) (B, T, G*H), (B, T, G), of LN(c~) (B, T, H), (B, T); of LN(W u)
+// the input xx = W u itself (B, T, G*H: the backward rebuilds x^ from it, so the forward
+// writes no third (B, T, G*H) tensor; empty in the forward's result, where Python puts gx),
+// 1/std rx and the mean mx (B, T, G).
 struct LnSaved {
-  at::Tensor xh, rh, xc, rc, xx, rx;
+  at::Tensor xh, rh, xc, rc, xx, rx, mx;
 };
 
 
@@ -158,13 +186,13 @@ Spec<T> make_spec(int64_t B, int64_t S, int64_t GH, int64_t H, int64_t Hh, int64
                   int64_t phi, int64_t phi_c, int64_t sigma, int64_t variant, const int64_t* L,
                   const at::Tensor& peep, const at::Tensor& drop, const at::Tensor& kh,
                   const at::Tensor& kc, double z, bool proj, const std::vector<at::Tensor>& ln,
-                  const at::Tensor& zrow) {
+                  const at::Tensor& zrow, const at::Tensor& kscr) {
   Spec<T> s{B, S, GH, H, Hh, cell, phi, phi_c, sigma, variant, L,
-            ptr_or_null<T>(peep), ptr_or_null<T>(drop), ptr_or_null<T>(kh),
-            ptr_or_null<T>(kc), static_cast<T>(kh.numel() ? 0.0 : z), proj,
+            ptr_or_null<T>(peep), ptr_or_null<T>(drop), mask_or_null(kh),
+            mask_or_null(kc), static_cast<T>(kh.numel() ? 0.0 : z), proj,
             ptr_or_null<T>(ln[0]), ptr_or_null<T>(ln[1]), ptr_or_null<T>(ln[2]),
             ptr_or_null<T>(ln[3]), ptr_or_null<T>(ln[4]), ptr_or_null<T>(ln[5]),
-            zrow.data_ptr<T>()};
+            zrow.data_ptr<T>(), ptr_or_null<T>(kscr)};
   return s;
 }
 

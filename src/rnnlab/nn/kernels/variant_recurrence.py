@@ -99,12 +99,15 @@ class VariantRecurrence(torch.autograd.Function):
         *ln_params, lengths, masks, spec = ln_and_rest
         save = any(ctx.needs_input_grad[:14])
         cell, codes, variant, z = spec
+        gx = gx.contiguous()
         out, h, c, pre, ct_all, cs_all, hn_all, *ln_saved = (
             torch.ops.rnnlab_variant_kernels.var_forward(
-                gx.contiguous(), w_hh, b_ih, b_hh, h0, c0, peep, w_hr, *masks, z, lengths,
+                gx, w_hh, b_ih, b_hh, h0, c0, peep, w_hr, *masks, z, lengths,
                 cell, *codes, variant, ln_params, save,
             )
         )  # fmt: skip
+        if save and ln_params[0].numel():  # LN(W u)'s x^ is rebuilt from W u = gx
+            ln_saved[4] = gx
         if save:
             ctx.save_for_backward(
                 w_hh, h0, c0, peep, w_hr, *masks, out, pre, ct_all, cs_all, hn_all, lengths,
@@ -120,7 +123,7 @@ class VariantRecurrence(torch.autograd.Function):
     def backward(ctx, grad_out, grad_h, grad_c):
         cell, codes, variant, z = ctx.spec
         w_hh, h0, c0, peep, w_hr, drop, kh, kc, *saved = ctx.saved_tensors
-        saved, ln_params, ln_saved = saved[:6], saved[6:12], saved[12:]
+        saved, ln_params, ln_saved = saved[:6], saved[6:12], saved[12:]  # ln_saved: 7
         dgx, dw, db_ih, db, dh0, dc0, dw_hr, dpeep, *dln = (
             torch.ops.rnnlab_variant_kernels.var_backward(
                 grad_out, grad_h, grad_c, w_hh, h0, c0, peep, w_hr, drop, kh, kc, z, *saved,
