@@ -39,7 +39,7 @@ void backward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ 
                   const T* __restrict__ hn, const T* __restrict__ hprev,
                   T* __restrict__ q, T* __restrict__ dg, T* __restrict__ dx,
                   T* __restrict__ dhb, T* __restrict__ dcb, T* __restrict__ r_save,
-                  const T* xc, T rc, T* dcn_save) {
+                  const T* xc, T rc, T* dcn_row) {
   const int64_t H = s.H;
   if (s.cell == RNN || s.cell == IND) {
     act_bwd<T>(s.phi, p, d, dg, H);  // IND: the loop adds u * dG to dh
@@ -58,7 +58,7 @@ void backward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ 
 #pragma omp simd
     for (int64_t k = 0; k < H; ++k) dcl[k] = d[k] * q[3 * H + k] * dtc[k];
     if (s.ln()) {
-      std::copy(dcl, dcl + H, dcn_save);
+      std::copy(dcl, dcl + H, dcn_row);  // dL/dLN(c~) of this step, for ln_sums
       ln_bwd<T>(dcl, s.lnc_g, xc, rc, H, dcl);
     }
     const T cf = s.variant == CIFG ? T(1) : T(0);
@@ -113,8 +113,9 @@ void backward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ 
 struct BwdBufs {
   // with layer norm dR: dL/d(U h), dX: dL/d(W u) (LN's input), dcn: dL/dLN(c~) of the
   // step (B, H), lnacc: per row, the sums over its steps that give LN's gain and bias
-  // gradients (B, 2 G*H + 2 H): dY x^ of LN(U h), of LN(W u), and dY x^, dY of LN(c~)
-  at::Tensor dh, dc, dgh, dgx, dht, dr, rr, mm, tmp, dR, dcn, dX, lnacc, xxs;  // xxs: x^ of LN(W u) per row
+  // gradients (B, 2 G*H + 2 H): dY x^ of LN(U h), of LN(W u), and dY x^, dY of LN(c~);
+  // xxs: the step's x^ of LN(W u) per row (B, G*H), rebuilt from W u
+  at::Tensor dh, dc, dgh, dgx, dht, dr, rr, mm, tmp, dR, dcn, dX, lnacc, xxs;
 };
 
 // LN's gain gradients dgamma = sum_{b,t} dY * x^ (and LN(c~)'s bias, sum dY), summed per

@@ -61,6 +61,13 @@ inline const uint8_t* mask_or_null(const at::Tensor& m) {
 
 constexpr double kLnEps = 1e-5;  // variant_cells.LN_EPS
 
+// x^ of one unit: (y - mean) / std. One copy for ln_fwd and ln_xhat, so the backward's
+// rebuilt x^ is bitwise the forward's.
+template <typename T>
+__attribute__((always_inline)) inline T ln_norm(T y, T mu, T rs) {
+  return (y - mu) * rs;
+}
+
 // y = LN(y) g + beta over its n units, in place (biased variance); x^, 1/std and the
 // mean are written to xhat, rstd and mu_out when those are given.
 template <typename T>
@@ -76,7 +83,7 @@ void ln_fwd(T* __restrict__ y, const T* __restrict__ g, const T* __restrict__ be
   const T rs = T(rsd), mu = T(mean);
 #pragma omp simd
   for (int64_t k = 0; k < n; ++k) {
-    const T xh = (y[k] - mu) * rs;
+    const T xh = ln_norm<T>(y[k], mu, rs);
     if (xhat) xhat[k] = xh;
     y[k] = xh * g[k] + beta[k];
   }
@@ -84,11 +91,11 @@ void ln_fwd(T* __restrict__ y, const T* __restrict__ g, const T* __restrict__ be
   if (mu_out) *mu_out = mu;
 }
 
-// x^ = (u - mu) rs of ln_fwd, rebuilt from its input u (n units); bitwise the forward's.
+// ln_fwd's x^, rebuilt from its input u (n units) and the saved mean and 1/std.
 template <typename T>
 void ln_xhat(const T* __restrict__ u, T mu, T rs, int64_t n, T* __restrict__ xhat) {
 #pragma omp simd
-  for (int64_t k = 0; k < n; ++k) xhat[k] = (u[k] - mu) * rs;
+  for (int64_t k = 0; k < n; ++k) xhat[k] = ln_norm<T>(u[k], mu, rs);
 }
 
 // dx = rstd (dy g - mean(dy g) - x^ mean(dy g x^)), the gradient through ln_fwd's input;
