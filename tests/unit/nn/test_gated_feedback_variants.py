@@ -1,10 +1,12 @@
 """Cell variants and LSTM projection inside the gated-feedback connection.
 
-The variant loop (nn/connections/gated_feedback_variants.py) is checked by float64
-gradcheck, against the plain gated-feedback kernel with every option off, against a
-hand-written Elman gated-feedback reference for the masks' definition, for padding
-invariance, reproducible masks (training only), training on a fixed batch, and the
-builder's checks.
+Both paths, the variant kernel (nn/kernels/gated_feedback_variants*, on CPU) and the
+variant loop (nn/connections/gated_feedback_variants.py, its definition), pass float64
+gradcheck; test_gated_feedback_variant_kernel.py holds the kernel to the loop. The loop
+equals the plain gated-feedback kernel with every option off; the default path (the
+kernel) is checked against a hand-written Elman gated-feedback reference for the masks'
+definition, for padding invariance, reproducible masks (training only), training on a
+fixed batch, and the builder's checks.
 """
 
 import pytest
@@ -12,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from rnnlab.nn import build_stack
+from rnnlab.nn.connections import gated_feedback as gated_feedback_module
 from rnnlab.nn.connections.gated_feedback_variants import feedback_variant_direction
 from tests.unit.nn.variant_helpers import check_overfits, check_padding_invariance
 
@@ -48,8 +51,12 @@ def flat(states):
     return [t for s in states for t in s]
 
 
+@pytest.mark.parametrize("path", ["kernel", "loop"])
 @pytest.mark.parametrize("option", list(OPTIONS))
-def test_gradcheck_float64(option):
+def test_gradcheck_float64(option, path, monkeypatch):
+    """Both paths' gradients: the variant kernel's hand-written backward and the loop's."""
+    if path == "loop":
+        monkeypatch.setattr(gated_feedback_module, "feedback_kernel_runs", lambda x: False)
     stack = gf_stack(OPTIONS[option], dropout=0.2).double().train()
     x = torch.randn(3, 4, 3, dtype=F64, requires_grad=True)
     lengths = torch.tensor([4, 1, 3])
@@ -201,7 +208,7 @@ def test_build_stack_runs_every_variant_and_names_the_path():
         out, states = stack(torch.randn(2, 3, 3), torch.tensor([3, 2]))
         assert out.shape == (2, 3, 2 * width) and states[0][0].shape == (2, 2, width)
         text = repr(stack)
-        assert "path=gated_feedback variant loop (per-step autograd)" in text, option
+        assert "path=gated_feedback variant kernel, backend=cpp" in text, option
         assert "gated_feedback kernel" not in text, option
     plain = gf_stack({"cell": "lstm"})
     assert "path=gated_feedback kernel, backend=" in repr(plain)

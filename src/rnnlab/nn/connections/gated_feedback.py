@@ -12,8 +12,10 @@ C++ on CPU or torch ops elsewhere). ``_autograd_oracle`` keeps the plain autogra
 loop it replaced: the test oracle (and benchmark baseline), never a production path.
 A stack with cell variants (layer norm, recurrent dropout, zoneout, peepholes, Greff's
 LSTM variants) or an LSTM projection (fed-back states of width proj_size) runs the
-variant loop of connections/gated_feedback_variants.py instead: a per-step autograd
-loop built on the variant step math of nn/variant_cells.py.
+gated-feedback variant kernel (nn/kernels/gated_feedback_variants*: the same lockstep
+algorithm with the variant kernel's row math, C++ on CPU) where it can, else the
+variant loop of connections/gated_feedback_variants.py: the per-step autograd loop
+built on the variant step math of nn/variant_cells.py, which defines it.
 The full equations are in docs/equations.md.
 
 Dropout between layers: the fast path samples every step's mask up front (inverted
@@ -37,7 +39,11 @@ from rnnlab.nn.cells import CANDIDATE_BLOCK, cell_step, initial_state
 from rnnlab.nn.connections.base import LayerSpec, RecurrentStack
 from rnnlab.nn.connections.gated_feedback_variants import feedback_variant_direction
 from rnnlab.nn.kernels import describe_backend, feedback_recurrence
-from rnnlab.nn.kernels.gated_feedback import layout
+from rnnlab.nn.kernels.gated_feedback_variants import (
+    describe_feedback_path,
+    feedback_kernel_runs,
+    feedback_variant_kernel_direction,
+)
 from rnnlab.nn.masks import full_lengths, reverse_padded, step_mask_or_none
 
 FEEDBACK_CELLS = tuple(CANDIDATE_BLOCK)
@@ -67,7 +73,7 @@ class _FeedbackDirection(nn.Module):
         widths = [input_size] + [s] * (num_layers - 1)
         self.layers = nn.ModuleList(uni.build(w) for w in widths)
         for layer in self.layers:
-            layer.run_by = f"gated_feedback {self.path_name}"
+            layer.run_by = "gated_feedback " + ("kernel" if self.runs_kernel else "variant path")
         self.cell, self.acts, self.hidden = spec.cell, spec.activations, h
         # U^{i->j} for i != j, stored per target layer j as one (H, (L-1)*S) block.
         bound = 1.0 / math.sqrt(h)
@@ -82,13 +88,16 @@ class _FeedbackDirection(nn.Module):
 
     @property
     def runs_kernel(self) -> bool:
-        """Plain cells without a projection run the gated-feedback kernel; any cell variant
-        or ``proj_size`` runs the variant loop (connections/gated_feedback_variants.py)."""
+        """Plain cells without a projection run the plain gated-feedback kernel; any cell
+        variant or ``proj_size`` runs the gated-feedback variant kernel
+        (kernels/gated_feedback_variants*), or the variant loop where that cannot run."""
         return self.variant.is_plain and not self.proj_size
 
     @property
     def path_name(self) -> str:
-        return "kernel" if self.runs_kernel else "variant loop (per-step autograd)"
+        if self.runs_kernel:
+            return "kernel"
+        return describe_feedback_path(self.layers[0].weights(0)[0])
 
     def extra_repr(self) -> str:
         backend = describe_backend(self.layers[0].weights(0)[0])
@@ -112,37 +121,56 @@ class _FeedbackDirection(nn.Module):
         blocks.insert(j, own)
         return torch.cat(blocks, dim=1)
 
+    def input_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """w0 = [W_ih_0; gate_u_0] (G*H + L, I) and w_in (L-1, G*H + L, S): every layer's
+        input weights with its reset-gate input weights, as the kernels read them."""
+        num_layers = len(self.layers)
+        w_ih = [layer.weights(0)[0] for layer in self.layers]
+        w0 = torch.cat([w_ih[0], self.gate_u[0].weight])
+        if num_layers == 1:
+            return w0, w0.new_empty(0, w0.shape[0], self.state_size)
+        return w0, torch.stack(
+            [torch.cat([w_ih[j], self.gate_u[j].weight]) for j in range(1, num_layers)]
+        )
+
+    def biases(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """b_ih, b_hh stacked per layer (L, G*H)."""
+        weights = [layer.weights(0) for layer in self.layers]
+        return torch.stack([w[2] for w in weights]), torch.stack([w[3] for w in weights])
+
+    def recurrent_weights(self) -> torch.Tensor:
+        """w_rec (L, N, S) of gated_feedback.cpp: per SOURCE layer i, every product that
+        reads h^i_{t-1}: its own gate rows of W_hh (without the candidate block), U^{i->j}
+        for every target j, and its columns of every reset gate's gate_h_j."""
+        h, s = self.hidden, self.state_size
+        kc = CANDIDATE_BLOCK[self.cell]
+        feedback_of = [self._feedback_matrix(j) for j in range(len(self.layers))]
+        rows = []
+        for i, layer in enumerate(self.layers):
+            w_hh = layer.weights(0)[1]
+            own = [w_hh[: kc * h], w_hh[(kc + 1) * h :]]
+            feedback = [f[:, i * s : (i + 1) * s] for f in feedback_of]
+            reset = [g.weight[:, i * s : (i + 1) * s] for g in self.gate_h]
+            rows.append(torch.cat(own + feedback + reset))
+        return torch.stack(rows)
+
     def kernel_weights(self) -> tuple[torch.Tensor, ...]:
-        """The kernel's weight layout (gated_feedback.cpp), assembled from the parameters.
+        """The plain kernel's weight layout (gated_feedback.cpp), assembled from the
+        parameters: the input weights with b_ih (and zero reset-gate biases) appended.
 
         Built by differentiable cat/stack, so autograd hands the kernel's gradients back
         to the layers' weights, ``cross``, ``gate_u`` and ``gate_h``.
         """
-        h, num_layers = self.hidden, len(self.layers)
-        d = layout(self.cell, h, num_layers)
-        kc = d["kc"]
-        weights = [layer.weights(0) for layer in self.layers]
-        w_ih0, _, b_ih0, _ = weights[0]
-        zeros = w_ih0.new_zeros(num_layers)
-        w0 = torch.cat([w_ih0, self.gate_u[0].weight])
-        b0 = torch.cat([b_ih0, zeros])
+        num_layers = len(self.layers)
+        w0, w_in = self.input_weights()
+        b_ih, b_rec = self.biases()
+        zeros = w0.new_zeros(num_layers)
+        b0 = torch.cat([b_ih[0], zeros])
         if num_layers > 1:
-            w_in = torch.stack(
-                [torch.cat([w[0], self.gate_u[j].weight]) for j, w in enumerate(weights) if j]
-            )
-            b_in = torch.stack([torch.cat([w[2], zeros]) for w in weights[1:]])
+            b_in = torch.stack([torch.cat([b, zeros]) for b in b_ih[1:]])
         else:
-            w_in, b_in = w_ih0.new_empty(0, d["GW"], h), w_ih0.new_empty(0, d["GW"])
-        feedback_of = [self._feedback_matrix(j) for j in range(num_layers)]
-        rows = []
-        for i, (_, w_hh, _, _) in enumerate(weights):
-            own = [w_hh[: kc * h], w_hh[(kc + 1) * h :]]
-            feedback = [f[:, i * h : (i + 1) * h] for f in feedback_of]
-            reset = [g.weight[:, i * h : (i + 1) * h] for g in self.gate_h]
-            rows.append(torch.cat(own + feedback + reset))
-        w_rec = torch.stack(rows)
-        b_rec = torch.stack([w[3] for w in weights])
-        return w0, b0, w_in, b_in, w_rec, b_rec
+            b_in = w0.new_empty(0, w0.shape[0])
+        return w0, b0, w_in, b_in, self.recurrent_weights(), b_rec
 
     def drop_masks(self, x: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
         """(L-1, T, B, S) inverted-dropout masks for every step, or empty without dropout."""
@@ -160,9 +188,11 @@ class _FeedbackDirection(nn.Module):
         dropout: nn.Module,
         drop_masks: torch.Tensor | None = None,
     ):
-        """x (B, T, I) -> out (B, T, S), per-layer final states: the kernel's fast path for
-        plain cells, the variant loop for cell variants and projections."""
+        """x (B, T, I) -> out (B, T, S), per-layer final states: the kernel for plain
+        cells, the variant kernel (else the variant loop) for variants and projections."""
         if not self.runs_kernel:
+            if feedback_kernel_runs(x):
+                return feedback_variant_kernel_direction(self, x, lengths, dropout, drop_masks)
             return feedback_variant_direction(self, x, lengths, dropout, drop_masks)
         w0, b0, w_in, b_in, w_rec, b_rec = self.kernel_weights()
         gx0 = F.linear(x.transpose(0, 1), w0, b0)  # (T, B, G*H + L): one matmul

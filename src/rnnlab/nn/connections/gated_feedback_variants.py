@@ -2,9 +2,12 @@
 
 The gated-feedback kernel (nn/kernels/gated_feedback*) runs the plain cells only; a
 gated-feedback stack whose layers carry a ``Variant`` (Greff's LSTM variants,
-peepholes, layer norm, recurrent dropout, zoneout) or an LSTM projection runs this
-per-step autograd loop instead (docs/equations.md, "gated_feedback with the cell
-variants"). Per step t and layer j, with every layer's previous state h^i_{t-1}:
+peepholes, layer norm, recurrent dropout, zoneout) or an LSTM projection runs the
+gated-feedback variant kernel (nn/kernels/gated_feedback_variants*) on CPU, and this
+per-step autograd loop where that cannot run (CUDA, ``RNNLAB_KERNEL=python``, other
+dtypes, a failed build). The loop is the definition the kernel is tested against
+(docs/equations.md, "gated_feedback with the cell variants"). Per step t and layer j,
+with every layer's previous state h^i_{t-1}:
 
 - recurrent dropout: ``h~^i = m^i ⊙ h^i_{t-1}`` with one mask per layer and sequence
   (fixed over the steps, training only); every recurrent product reads ``h~``: the

@@ -26,9 +26,19 @@ SOURCES = [_HERE / "recurrence.cpp", _HERE / "gated_feedback.cpp"]
 SOURCE = SOURCES[0]  # the single-layer kernel (kept for callers that named it)
 # The cell-variant kernel (variant_recurrence.py) is a second extension, built on its
 # first use only: a layer without variants never compiles it.
-VARIANT_SOURCES = [_HERE / "variant_recurrence.cpp", _HERE / "variant_backward.cpp"]
+VARIANT_SOURCES = [
+    _HERE / "variant_recurrence.cpp",
+    _HERE / "variant_backward.cpp",
+    _HERE / "gated_feedback_variants.cpp",  # gated feedback with the variants
+    _HERE / "gated_feedback_variants_backward.cpp",
+]
 HEADERS = [_HERE / "common.h"]  # included by every source: part of the cache key
-VARIANT_HEADERS = [_HERE / "variant_recurrence.h"]  # the variant sources' own header
+# the variant sources' own headers
+VARIANT_HEADERS = [
+    _HERE / "variant_recurrence.h",
+    _HERE / "variant_rows.h",
+    _HERE / "gated_feedback_variants.h",
+]
 # 512-bit vectors where the CPU has them: the inline exp/tanh/erf run ~25% faster than
 # at gcc's default 256-bit preference (ignored on CPUs without AVX-512).
 CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp"]

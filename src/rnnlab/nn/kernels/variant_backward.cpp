@@ -2,113 +2,9 @@
 // describes the algorithm): dh~ and the zoneout carries, the projection's transposed
 // product, the gate derivatives (and LN's backward per row), W_hh's product; the weight,
 // peephole and layer-norm gradients as reductions after the loop.
-#include "variant_recurrence.h"
+#include "variant_rows.h"
 
 namespace {
-
-// Backward phase A for row b at step t < L[b]: add the output gradient, split dh into
-// the zoneout carry (left in dh) and dh~ (written to dht).
-template <typename T>
-void split_dh(const Spec<T>& s, int64_t b, int64_t t, const T* gob, int64_t gs2,
-              T* __restrict__ dhb, T* __restrict__ dht) {
-  const int64_t Hh = s.Hh;
-  if (gs2 == 1) {
-#pragma omp simd
-    for (int64_t k = 0; k < Hh; ++k) dhb[k] += gob[k];
-  } else {  // e.g. the stride-0 gradient of out.sum(): never materialised
-    for (int64_t k = 0; k < Hh; ++k) dhb[k] += gob[k * gs2];
-  }
-  if (s.zoned()) {
-    const T* __restrict__ kh = s.keep_h(t, b);
-#pragma omp simd
-    for (int64_t k = 0; k < Hh; ++k) {
-      dht[k] = (T(1) - kh[k]) * dhb[k];
-      dhb[k] = kh[k] * dhb[k];
-    }
-  } else {
-    std::copy(dhb, dhb + Hh, dht);
-    std::fill(dhb, dhb + Hh, T(0));
-  }
-}
-
-// Backward phase B for row b at step t < L[b]: d is dL/dh~ (dL/dr with a projection);
-// writes the gate gradients dg (and GRU's dx), updates dc and adds the carries to dh.
-template <typename T>
-void backward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ d,
-                  const T* __restrict__ p, const T* __restrict__ cp, const T* __restrict__ ct,
-                  const T* __restrict__ hn, const T* __restrict__ hprev,
-                  T* __restrict__ q, T* __restrict__ dg, T* __restrict__ dx,
-                  T* __restrict__ dhb, T* __restrict__ dcb, T* __restrict__ r_save,
-                  const T* xc, T rc, T* dcn_row) {
-  const int64_t H = s.H;
-  if (s.cell == RNN || s.cell == IND) {
-    act_bwd<T>(s.phi, p, d, dg, H);  // IND: the loop adds u * dG to dh
-  } else if (s.cell == LSTM) {
-    T* dq = q + 4 * H;
-    T* tc = q + 8 * H;
-    T* dtc = q + 9 * H;
-    T* dcl = q + 10 * H;  // dL/dc~ through h~ (through LN(c~) with layer norm)
-    T* cn = q + 11 * H;
-    if (s.ln()) {
-#pragma omp simd
-      for (int64_t k = 0; k < H; ++k) cn[k] = xc[k] * s.lnc_g[k] + s.lnc_b[k];
-    }
-    // forward=false: lstm_gates reads p, ct and cn, writes only q, dq, tc, dtc
-    lstm_gates<T>(s, const_cast<T*>(p), q, dq, cp, const_cast<T*>(ct), cn, tc, dtc, false);
-#pragma omp simd
-    for (int64_t k = 0; k < H; ++k) dcl[k] = d[k] * q[3 * H + k] * dtc[k];
-    if (s.ln()) {
-      std::copy(dcl, dcl + H, dcn_row);  // dL/dLN(c~) of this step, for ln_sums
-      ln_bwd<T>(dcl, s.lnc_g, xc, rc, H, dcl);
-    }
-    const T cf = s.variant == CIFG ? T(1) : T(0);
-    const bool peep = s.peep != nullptr;
-    const T* pi = s.peep;
-    const T* pf = peep ? s.peep + H : nullptr;
-    const T* po = peep ? s.peep + 2 * H : nullptr;
-    const T* __restrict__ kc = s.zoned() ? s.keep_c(t, b) : nullptr;
-#pragma omp simd
-    for (int64_t k = 0; k < H; ++k) {
-      T dct = dcl[k];
-      if (kc) {
-        dct += (T(1) - kc[k]) * dcb[k];
-        dcb[k] = kc[k] * dcb[k];
-      } else {
-        dct += dcb[k];
-        dcb[k] = T(0);
-      }
-      const T dao = d[k] * tc[k] * dq[3 * H + k];
-      if (peep) dct += dao * po[k];
-      const T di = dct * q[2 * H + k];
-      const T dai = di * dq[k];
-      const T daf = (dct * cp[k] - cf * di) * dq[H + k];
-      dg[k] = dai;
-      dg[H + k] = daf;
-      dg[2 * H + k] = dct * q[k] * dq[2 * H + k];
-      dg[3 * H + k] = dao;
-      T dcp = dct * q[H + k];
-      if (peep) dcp += dai * pi[k] + daf * pf[k];
-      dcb[k] += dcp;
-      if (r_save) r_save[k] = q[3 * H + k] * tc[k];
-    }
-  } else {
-    T* dq = q + 3 * H;  // q: r z n, dq: r' z' n'
-    act_both<T>(s.sigma, p, q, dq, 2 * H);
-    act_both<T>(s.phi, p + 2 * H, q + 2 * H, dq + 2 * H, H);
-#pragma omp simd
-    for (int64_t k = 0; k < H; ++k) {
-      const T z = q[H + k];
-      const T dn = d[k] * (T(1) - z) * dq[2 * H + k];
-      dx[k] = dn * hn[k] * dq[k];
-      dx[H + k] = d[k] * (hprev[k] - q[2 * H + k]) * dq[H + k];
-      dx[2 * H + k] = dn;
-      dg[k] = dx[k];
-      dg[H + k] = dx[H + k];
-      dg[2 * H + k] = dn * q[k];
-      dhb[k] += d[k] * z;
-    }
-  }
-}
 
 struct BwdBufs {
   // with layer norm dR: dL/d(U h), dX: dL/d(W u) (LN's input), dcn: dL/dLN(c~) of the
@@ -117,29 +13,6 @@ struct BwdBufs {
   // xxs: the step's x^ of LN(W u) per row (B, G*H), rebuilt from W u
   at::Tensor dh, dc, dgh, dgx, dht, dr, rr, mm, tmp, dR, dcn, dX, lnacc, xxs;
 };
-
-// LN's gain gradients dgamma = sum_{b,t} dY * x^ (and LN(c~)'s bias, sum dY), summed per
-// row while its step is in cache: the same sums as reductions over the saved (B, T, .)
-// tensors after the loop, without reading them again.
-template <typename T>
-void ln_sums(const Spec<T>& s, const T* __restrict__ dgh, const T* __restrict__ xh,
-             const T* __restrict__ dgx, const T* __restrict__ xx, const T* __restrict__ dcn,
-             const T* __restrict__ xc, T* __restrict__ acc) {
-  const int64_t GH = s.GH, H = s.H;
-#pragma omp simd
-  for (int64_t k = 0; k < GH; ++k) {
-    acc[k] += dgh[k] * xh[k];
-    acc[GH + k] += dgx[k] * xx[k];
-  }
-  if (dcn) {
-    T* __restrict__ ac = acc + 2 * GH;
-#pragma omp simd
-    for (int64_t k = 0; k < H; ++k) {
-      ac[k] += dcn[k] * xc[k];
-      ac[H + k] += dcn[k];
-    }
-  }
-}
 
 template <typename T>
 void backward_loop(const Spec<T>& s, const at::Tensor& go, const at::Tensor& out,

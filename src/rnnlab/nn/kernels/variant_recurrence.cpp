@@ -19,71 +19,13 @@
 // of every row, giving the candidate state h~ (or r = o * phi_c(c) with a projection),
 // (3) the projection product, (4) zoneout, lengths and the output. The backward mirrors
 // it: dh~, the projection's transposed product, the gate derivatives, W_hh's product.
-// Forward here; backward in variant_backward.cpp; shared parts in variant_recurrence.h.
+// Forward here; backward in variant_backward.cpp; shared parts in variant_recurrence.h
+// (Spec, layer norm, the LSTM gate math) and variant_rows.h (the per-row step math).
 #include <torch/library.h>
 
-#include "variant_recurrence.h"
+#include "variant_rows.h"
 
 namespace {
-
-// Forward phase 2 for row b at step t (t < L[b]): gate math, c update (LSTM), and the
-// candidate state (h~ into hc, or r into hc when projecting).
-template <typename T>
-void forward_row(const Spec<T>& s, int64_t b, int64_t t, const T* __restrict__ x,
-                 const T* __restrict__ r, const T* __restrict__ bs, const T* __restrict__ bh,
-                 const T* __restrict__ bi, T* __restrict__ p,
-                 T* __restrict__ q, const T* __restrict__ hprev, T* __restrict__ cb,
-                 T* __restrict__ ct_save, T* __restrict__ cs_save, T* __restrict__ hn_save,
-                 T* __restrict__ hc, T* xc_save, T* rc_save) {
-  const int64_t H = s.H;
-  if (s.cell == RNN || s.cell == IND) {  // IND: r = u * (m * h_{t-1}), filled by the loop
-#pragma omp simd
-    for (int64_t k = 0; k < H; ++k) p[k] = x[k] + r[k] + bs[k];
-    act_fwd<T>(s.phi, p, hc, H);
-  } else if (s.cell == LSTM) {
-#pragma omp simd
-    for (int64_t k = 0; k < 4 * H; ++k) p[k] = x[k] + r[k] + bs[k];
-    if (s.peep) {
-#pragma omp simd
-      for (int64_t k = 0; k < H; ++k) {
-        p[k] += s.peep[k] * cb[k];
-        p[H + k] += s.peep[H + k] * cb[k];
-      }
-    }
-    T* ct = q + 4 * H;
-    T* tc = q + 5 * H;
-    T* cn = q + 6 * H;
-    lstm_gates<T>(s, p, q, nullptr, cb, ct, cn, tc, nullptr, true, xc_save, rc_save);
-#pragma omp simd
-    for (int64_t k = 0; k < H; ++k) hc[k] = q[3 * H + k] * tc[k];
-    if (ct_save) std::copy(ct, ct + H, ct_save);
-    if (s.zoned()) {
-      const T* __restrict__ kc = s.keep_c(t, b);
-#pragma omp simd
-      for (int64_t k = 0; k < H; ++k) cb[k] = kc[k] * cb[k] + (T(1) - kc[k]) * ct[k];
-    } else {
-      std::copy(ct, ct + H, cb);
-    }
-    if (cs_save) std::copy(cb, cb + H, cs_save);
-  } else {
-#pragma omp simd
-    for (int64_t k = 0; k < 2 * H; ++k) p[k] = x[k] + r[k] + bs[k];
-    act_fwd<T>(s.sigma, p, q, 2 * H);
-    const T* rn = r + 2 * H;  // W_hn (m * h) without b_hn
-    T* hn = q + 3 * H;
-#pragma omp simd
-    for (int64_t k = 0; k < H; ++k) hn[k] = rn[k] + bh[2 * H + k];
-    if (hn_save) std::copy(hn, hn + H, hn_save);
-#pragma omp simd
-    for (int64_t k = 0; k < H; ++k) p[2 * H + k] = x[2 * H + k] + bi[2 * H + k] + q[k] * hn[k];
-    act_fwd<T>(s.phi, p + 2 * H, q + 2 * H, H);
-#pragma omp simd
-    for (int64_t k = 0; k < H; ++k) {
-      const T z = q[H + k];
-      hc[k] = (T(1) - z) * q[2 * H + k] + z * hprev[k];  // the carry is not dropped
-    }
-  }
-}
 
 struct FwdBufs {
   at::Tensor gh, hin, hc, rb, tmp, xs;  // xs: LN(W u_t) rows (layer norm)
