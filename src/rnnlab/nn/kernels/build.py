@@ -1,7 +1,8 @@
 """Build (once) and load the C++ recurrent kernels, safely under concurrency.
 
 All ``SOURCES`` (the single-layer recurrence and the gated-feedback stack) compile into
-one extension and the cell-variant kernel (``VARIANT_SOURCES``) into a second, each at
+one extension and the cell-variant kernels (``VARIANT_SOURCES``: one layer, and the
+gated-feedback stack with variants) into a second, each at
 first use, into a cache directory keyed by every source's text, the torch version and
 the CPU, so a source edit or a torch upgrade rebuilds it and every later process just
 loads the shared object. Two processes building at once
