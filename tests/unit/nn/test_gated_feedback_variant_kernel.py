@@ -151,6 +151,26 @@ def test_edge_shapes_match_the_loop(layers, steps, lengths, monkeypatch):
         assert torch.all(state[:, empty] == 0)
 
 
+def test_accumulated_grads_are_independent_tensors():
+    """Two backward passes accumulate to twice one pass's .grad for every parameter: a
+    gradient the kernel returned as a view of another (a bias and its LN beta share a
+    formula) would be kept by autograd as both .grad tensors and counted twice."""
+    stack = _stack("all_gru", layers=2).train()
+    x = torch.randn(3, 4, 3, dtype=torch.float64)
+
+    def backward():
+        torch.manual_seed(5)
+        stack(x)[0].square().sum().backward()
+
+    backward()
+    once = [p.grad.clone() for p in stack.parameters()]
+    backward()
+    for (name, p), g in zip(stack.named_parameters(), once, strict=True):
+        torch.testing.assert_close(p.grad, 2 * g, msg=name)
+    pointers = [p.grad.data_ptr() for p in stack.parameters()]
+    assert len(set(pointers)) == len(pointers), "every .grad owns its memory"
+
+
 def test_inference_under_no_grad_matches_the_training_forward():
     """Under no_grad the kernel saves nothing for a backward (packs every step weight
     instead, so float32 rounding may differ slightly)."""

@@ -33,7 +33,7 @@ VARIANT_SOURCES = [
     _HERE / "gated_feedback_variants.cpp",  # gated feedback with the variants
     _HERE / "gated_feedback_variants_backward.cpp",
 ]
-HEADERS = [_HERE / "common.h"]  # included by every source: part of the cache key
+HEADERS = [_HERE / "common.h", _HERE / "gated_feedback_common.h"]  # in every cache key
 # the variant sources' own headers
 VARIANT_HEADERS = [
     _HERE / "variant_recurrence.h",

@@ -24,32 +24,11 @@
 // uses a weight packed once per call (MKL packed GEMM, float32) where available.
 #include <torch/library.h>
 
-#include "common.h"
+#include "gated_feedback_common.h"
 
 namespace {
 
-// Shapes shared by forward and backward.
-struct Dims {
-  int64_t S, B, H, L, G, GH, GW, N, NG, secU, secG, kc;
-  Dims(int64_t cell, int64_t S_, int64_t B_, int64_t H_, int64_t L_)
-      : S(S_), B(B_), H(H_), L(L_) {
-    G = cell == LSTM ? 4 : (cell == GRU ? 3 : 1);
-    GH = G * H;
-    GW = GH + L;
-    NG = (G - 1) * H;  // own-gate rows of w_rec (all blocks but the candidate)
-    secU = NG;         // feedback rows U^{i->j}, j = 0..L-1
-    secG = NG + L * H;  // global reset gate rows, (j, i') = gate_h_j[i', block i]
-    N = secG + L * L;
-    kc = cell == RNN ? 0 : 2;  // candidate block: g (LSTM), n (GRU), the whole (Elman)
-  }
-  // Row q of the own-gate section <- gate block m (skipping the candidate).
-  int64_t block_of(int64_t q) const { return q < kc ? q : q + 1; }
-};
-
-template <typename T>
-inline T sigm(T v) {
-  return T(1) / (T(1) + fm::exp<T>(-v));
-}
+using Dims = FeedbackDims;  // P = H: no projection here
 
 template <typename T>
 void forward_loop(const Dims& d, const at::Tensor& gx0, const at::Tensor& w_in,
@@ -203,7 +182,7 @@ std::vector<at::Tensor> gf_forward(const at::Tensor& gx0, const at::Tensor& w_in
                                    int64_t phi_c, int64_t sigma, bool save) {
   TORCH_CHECK(gx0.dim() == 3 && gx0.is_contiguous(), "gx0 must be a contiguous (T, B, G*H+L) tensor");
   TORCH_CHECK(w_rec.dim() == 3 && w_rec.is_contiguous(), "w_rec must be contiguous (L, N, H)");
-  const Dims d(cell, gx0.size(0), gx0.size(1), w_rec.size(2), w_rec.size(0));
+  const Dims d(cell, gx0.size(0), gx0.size(1), w_rec.size(2), w_rec.size(2), w_rec.size(0));
   TORCH_CHECK(gx0.size(2) == d.GW, "gx0 width ", gx0.size(2), " != G*H+L = ", d.GW);
   TORCH_CHECK(w_rec.size(1) == d.N, "w_rec rows ", w_rec.size(1), " != ", d.N);
   TORCH_CHECK(w_in.size(0) == d.L - 1 && b_rec.size(1) == d.GH, "w_in / b_rec shapes");
@@ -442,7 +421,7 @@ std::vector<at::Tensor> gf_backward(const at::Tensor& grad_out, const at::Tensor
                                     const at::Tensor& pre, const at::Tensor& cand_all,
                                     const at::Tensor& gsave, const at::Tensor& lengths,
                                     int64_t cell, int64_t phi, int64_t phi_c, int64_t sigma) {
-  const Dims d(cell, hs.size(1) - 1, hs.size(2), hs.size(3), hs.size(0));
+  const Dims d(cell, hs.size(1) - 1, hs.size(2), hs.size(3), hs.size(3), hs.size(0));
   const int64_t S = d.S, B = d.B, H = d.H, L = d.L, GH = d.GH, GW = d.GW, TB = S * B;
   const auto opts = hs.options();
   // dH: gradient w.r.t. every layer's state h^j_t, (B, L*H) so the reset-gate product
@@ -471,32 +450,16 @@ std::vector<at::Tensor> gf_backward(const at::Tensor& grad_out, const at::Tensor
   }
   at::Tensor d_w_rec = at::empty({L, d.N, H}, opts);
   at::Tensor d_b_rec = at::empty({L, GH}, opts);
-  at::Tensor gh = at::empty({TB, H}, opts);
   for (int64_t i = 0; i < L; ++i) {
     const at::Tensor hprev = hs.select(0, i).narrow(0, 0, S).reshape({TB, H});
-    at::Tensor dwi = d_w_rec.select(0, i);
     const at::Tensor Di = D[i].view({TB, GW});
-    // own gates: contiguous runs of non-candidate blocks (LSTM: i,f | o; GRU: r,z)
-    if (d.kc > 0) {
-      at::Tensor dst = dwi.narrow(0, 0, d.kc * H);
-      at::mm_out(dst, Di.narrow(1, 0, d.kc * H).t(), hprev);
-    }
-    if (d.G - 1 > d.kc) {
-      const int64_t n = (d.G - 1 - d.kc) * H;
-      at::Tensor dst = dwi.narrow(0, d.kc * H, n);
-      at::mm_out(dst, Di.narrow(1, (d.kc + 1) * H, n).t(), hprev);
-    }
-    for (int64_t j = 0; j < L; ++j) {
-      const at::Tensor Dj = D[j].view({TB, GW});
-      const at::Tensor dcand = cell == GRU ? DC.select(0, j).view({TB, H})
-                                           : Dj.narrow(1, d.kc * H, H);
-      const at::Tensor gji = gsave.select(0, j).view({TB, L}).narrow(1, i, 1);
-      at::mul_out(gh, hprev, gji);
-      at::Tensor dU = dwi.narrow(0, d.secU + j * H, H);
-      at::mm_out(dU, dcand.t(), gh);
-      at::Tensor dG = dwi.narrow(0, d.secG + j * L, L);
-      at::mm_out(dG, Dj.narrow(1, GH, L).t(), hprev);
-    }
+    source_weight_grads(
+        d_w_rec.select(0, i), hprev, Di, gsave, i, d.G, H, L, d.kc, d.secU, d.secG,
+        [&](int64_t j) {
+          return cell == GRU ? DC.select(0, j).view({TB, H})
+                             : D[j].view({TB, GW}).narrow(1, d.kc * H, H);
+        },
+        [&](int64_t j) { return D[j].view({TB, GW}).narrow(1, GH, L); });
     d_b_rec.select(0, i).copy_(Di.narrow(1, 0, GH).sum(0));
     if (cell == GRU)
       d_b_rec.select(0, i).narrow(0, d.kc * H, H).copy_(DC.select(0, i).view({TB, H}).sum(0));

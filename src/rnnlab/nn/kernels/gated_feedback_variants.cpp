@@ -28,17 +28,12 @@
 
 namespace {
 
-template <typename T>
-inline T sigm(T v) {
-  return T(1) / (T(1) + fm::exp<T>(-v));
-}
-
 struct GfvSaved {  // time-major, per layer; see gfv_forward
   at::Tensor out, hs, cs, pre, ct, hn, g, xh, rh, xc, rc, xx, rx;
 };
 
 template <typename T>
-void forward_loop(const GfvDims& d, const std::vector<Spec<T>>& specs, const at::Tensor& gx0,
+void forward_loop(const FeedbackDims& d, const std::vector<Spec<T>>& specs, const at::Tensor& gx0,
                   const at::Tensor& w_in, const at::Tensor& w_rec, const at::Tensor& b_ih,
                   const at::Tensor& b_hh, const at::Tensor& w_hr, const at::Tensor& drop,
                   const at::Tensor& rdrop, bool save, GfvSaved& sv) {
@@ -114,9 +109,6 @@ void forward_loop(const GfvDims& d, const std::vector<Spec<T>>& specs, const at:
           if (g_p) std::fill(g_p + srow * L, g_p + (srow + 1) * L, T(0));
           std::copy(hnew - B * P, hnew - B * P + P, hnew);
           if (c_p) std::copy(crow(j, t, b), crow(j, t, b) + H, crow(j, t + 1, b));
-          if (save && ct_p) std::copy(crow(j, t, b), crow(j, t, b) + H, ct_p + srow * H);
-          if (xh_p) std::fill(xh_p + srow * GH, xh_p + (srow + 1) * GH, T(0));
-          if (xc_p) std::fill(xc_p + srow * H, xc_p + (srow + 1) * H, T(0));
           continue;
         }
         const T* __restrict__ a = A + b * GW;
@@ -210,13 +202,16 @@ std::vector<at::Tensor> gfv_forward(const at::Tensor& gx0, const at::Tensor& w_i
   TORCH_CHECK(gx0.dim() == 3 && gx0.is_contiguous(), "gx0 must be a contiguous (S, B, G*H+L) tensor");
   TORCH_CHECK(w_rec.dim() == 3 && b_hh.dim() == 2, "w_rec must be (L, N, P), b_hh (L, G*H)");
   const int64_t H = b_hh.size(1) / gates_of(cell);
-  const GfvDims d(cell, gx0.size(0), gx0.size(1), H, w_rec.size(2), w_rec.size(0));
+  const FeedbackDims d(cell, gx0.size(0), gx0.size(1), H, w_rec.size(2), w_rec.size(0));
   TORCH_CHECK(gx0.size(2) == d.GW, "gx0 width ", gx0.size(2), " != G*H+L = ", d.GW);
   TORCH_CHECK(w_rec.size(1) == d.N, "w_rec rows ", w_rec.size(1), " != ", d.N);
   TORCH_CHECK(w_in.size(0) == d.L - 1, "w_in must hold L-1 layers");
   TORCH_CHECK(d.P == H || w_hr.numel() == d.L * d.P * H, "w_hr must be (L, P, H) when P != H");
   TORCH_CHECK(drop.numel() == 0 || drop.numel() == (d.L - 1) * d.S * d.B * d.P, "drop shape");
   TORCH_CHECK(rdrop.numel() == 0 || rdrop.numel() == d.L * d.B * d.P, "rdrop shape");
+  TORCH_CHECK(kh.numel() == 0 || kh.numel() == d.L * d.S * d.B * d.P, "kh shape");
+  TORCH_CHECK(kc.numel() == 0 || kc.numel() == d.L * d.S * d.B * H, "kc shape");
+  TORCH_CHECK(lengths.numel() == d.B, "lengths must hold one length per row");
   at::NoGradGuard no_grad;
   const int64_t S = d.S, B = d.B, L = d.L, P = d.P, GH = d.GH, G = d.G, ST = save ? S : 1;
   const bool lstm = cell == LSTM, ln = ln_params.at(0).numel() > 0;

@@ -1,34 +1,14 @@
 // Shared by gated_feedback_variants.cpp (forward, op registration) and
-// gated_feedback_variants_backward.cpp: the shapes of the gated-feedback variant kernel
-// and the per-layer Spec it hands to the variant kernels' row math (variant_rows.h).
+// gated_feedback_variants_backward.cpp: the per-layer inputs and Spec the kernel hands to
+// the variant kernels' row math (variant_rows.h); shapes in gated_feedback_common.h.
 #pragma once
 
+#include "gated_feedback_common.h"
 #include "variant_rows.h"
 
 namespace {
 
-// Shapes: S steps, B rows, H hidden, P the state width (proj_size or H), L layers, G
-// gate blocks. w_rec rows per source layer i (N of them, each of width P): the own-gate
-// rows of W_hh_i without its candidate block (NG), U^{i->j} for j = 0..L-1 (L*H), the
-// reset-gate rows gate_h_j[:, block i] for j = 0..L-1 (L*L) — gated_feedback.cpp's
-// layout with the columns of width P.
-struct GfvDims {
-  int64_t S, B, H, P, L, G, GH, GW, N, NG, secU, secG, kc;
-  GfvDims(int64_t cell, int64_t S_, int64_t B_, int64_t H_, int64_t P_, int64_t L_)
-      : S(S_), B(B_), H(H_), P(P_), L(L_) {
-    G = gates_of(cell);
-    GH = G * H;
-    GW = GH + L;
-    NG = (G - 1) * H;
-    secU = NG;
-    secG = NG + L * H;
-    N = secG + L * L;
-    kc = cell == RNN ? 0 : 2;  // the candidate block: g (LSTM), n (GRU), the whole (Elman)
-  }
-  int64_t block_of(int64_t q) const { return q < kc ? q : q + 1; }  // own row block -> gate block
-};
-
-// The stacked per-layer inputs of both directions of the kernel: peepholes (L, 3, H),
+// The stacked per-layer inputs of the kernel's forward and backward: peepholes (L, 3, H),
 // recurrent-dropout masks (L, B, P), zoneout keep masks (L, S, B, P) / (L, S, B, H), the
 // six layer-norm parameters (L, G, H) / (L, H) (each empty when absent).
 struct GfvInputs {
@@ -39,7 +19,7 @@ struct GfvInputs {
 // Layer j's Spec: variant_rows.h's row math reads its parameters and masks through it.
 // drop stays null: the loops apply the recurrent-dropout masks to h* themselves.
 template <typename T>
-Spec<T> layer_spec(const GfvDims& d, const GfvInputs& in, int64_t j, int64_t cell, int64_t phi,
+Spec<T> layer_spec(const FeedbackDims& d, const GfvInputs& in, int64_t j, int64_t cell, int64_t phi,
                    int64_t phi_c, int64_t sigma, int64_t variant, double z, const int64_t* L) {
   const int64_t H = d.H, GH = d.GH, P = d.P;
   auto at_layer = [&](const at::Tensor& t, int64_t width) -> const T* {

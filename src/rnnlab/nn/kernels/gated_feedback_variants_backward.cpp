@@ -11,9 +11,10 @@
 
 namespace {
 
-// Per layer and row, the sums over the steps (AW wide): [dG (G*H) | dX before LN
-// (G*H) | LN(r) gain: dY x^ (G*H) | LN(W u) gain (G*H) | LN(c~): dY x^, dY (2H) |
-// peepholes: dA_i c_{t-1}, dA_f c_{t-1}, dA_o c~_t (3H)].
+// Per layer and row, the sums over the steps (``width`` wide): [dG (G*H) | dX (G*H)
+// (both at LN's output: the gradients of b_hh, b_ih) | LN(r) gain: dY x^ (G*H) |
+// LN(W u) gain (G*H) | LN(c~): dY x^, dY (2H) | peepholes: dA_i c_{t-1}, dA_f c_{t-1},
+// dA_o c~_t (3H)].
 struct AccLayout {
   int64_t dg, dx, ln, pp, width;
   AccLayout(int64_t GH, int64_t H) : dg(0), dx(GH), ln(2 * GH), pp(4 * GH + 2 * H), width(4 * GH + 5 * H) {}
@@ -45,7 +46,7 @@ void add_row_sums(const Spec<T>& s, const AccLayout& al, const T* __restrict__ d
 }
 
 template <typename T>
-void backward_loop(const GfvDims& d, const std::vector<Spec<T>>& specs, const at::Tensor& go,
+void backward_loop(const FeedbackDims& d, const std::vector<Spec<T>>& specs, const at::Tensor& go,
                    const at::Tensor& w_in, const at::Tensor& w_rec, const at::Tensor& w_hr,
                    const at::Tensor& drop, const at::Tensor& rdrop, const at::Tensor& hs,
                    const at::Tensor& cs, const at::Tensor& pre, const at::Tensor& ct,
@@ -91,7 +92,7 @@ void backward_loop(const GfvDims& d, const std::vector<Spec<T>>& specs, const at
   for (int64_t j = 0; j < L; ++j) fb.emplace_back(F.select(0, j), false, max_n, &budget);
   if (proj)
     for (int64_t j = 0; j < L; ++j) project.emplace_back(w_hr.select(0, j), false, max_n, &budget);
-  const StepMatmul<T> resets(GHM, false, max_n, &none);
+  const StepMatmul<T> resets(GHM, false, max_n, &none);  // K = L*L: never worth packing
   // dh~ rows: kept (L, S, B, P) for dW_hr with a projection, else one (B, P) row each
   auto dht_row = [&](int64_t j, int64_t t, int64_t b) {
     return proj ? dht_p + ((j * S + t) * B + b) * P : dht_p + b * P;
@@ -229,7 +230,7 @@ void backward_loop(const GfvDims& d, const std::vector<Spec<T>>& specs, const at
 }
 
 // The weight gradients after the loop: d_w_in (L-1, GW, P), d_w_rec (L, N, P), d_w_hr.
-void weight_grads(const GfvDims& d, const at::Tensor& hs, const at::Tensor& drop,
+void weight_grads(const FeedbackDims& d, const at::Tensor& hs, const at::Tensor& drop,
                   const at::Tensor& rdrop, const at::Tensor& gsave, const GfvBwdBufs& bf,
                   at::Tensor& d_w_in, at::Tensor& d_w_rec, at::Tensor& d_w_hr) {
   const int64_t S = d.S, B = d.B, H = d.H, P = d.P, L = d.L, GH = d.GH, GW = d.GW, TB = S * B;
@@ -243,25 +244,11 @@ void weight_grads(const GfvDims& d, const at::Tensor& hs, const at::Tensor& drop
     at::Tensor hprev = hs.select(0, i).narrow(0, 0, S);  // h~^i_{t-1} = m^i h^i_{t-1}
     if (rdrop.numel()) hprev = hprev * rdrop.select(0, i).unsqueeze(0);
     hprev = hprev.reshape({TB, P});
-    at::Tensor dwi = d_w_rec.select(0, i);
-    const at::Tensor DRi = bf.DR.select(0, i).view({TB, GH});
-    if (d.kc > 0) {
-      at::Tensor dst = dwi.narrow(0, 0, d.kc * H);
-      at::mm_out(dst, DRi.narrow(1, 0, d.kc * H).t(), hprev);
-    }
-    if (d.G - 1 > d.kc) {
-      const int64_t n = (d.G - 1 - d.kc) * H;
-      at::Tensor dst = dwi.narrow(0, d.kc * H, n);
-      at::mm_out(dst, DRi.narrow(1, (d.kc + 1) * H, n).t(), hprev);
-    }
-    for (int64_t j = 0; j < L; ++j) {
-      const at::Tensor dcand = bf.DR.select(0, j).view({TB, GH}).narrow(1, d.kc * H, H);
-      const at::Tensor gh = hprev * gsave.select(0, j).view({TB, L}).narrow(1, i, 1);
-      at::Tensor dU = dwi.narrow(0, d.secU + j * H, H);
-      at::mm_out(dU, dcand.t(), gh);
-      at::Tensor dG = dwi.narrow(0, d.secG + j * L, L);
-      at::mm_out(dG, bf.D[j].view({TB, GW}).narrow(1, GH, L).t(), hprev);
-    }
+    source_weight_grads(
+        d_w_rec.select(0, i), hprev, bf.DR.select(0, i).view({TB, GH}), gsave, i, d.G, H, L,
+        d.kc, d.secU, d.secG,
+        [&](int64_t j) { return bf.DR.select(0, j).view({TB, GH}).narrow(1, d.kc * H, H); },
+        [&](int64_t j) { return bf.D[j].view({TB, GW}).narrow(1, GH, L); });
   }
   if (P != H)
     for (int64_t j = 0; j < L; ++j)
@@ -285,7 +272,7 @@ std::vector<at::Tensor> gfv_backward(
     int64_t variant, std::vector<at::Tensor> ln_params, std::vector<at::Tensor> ln_saved) {
   at::NoGradGuard no_grad;
   const int64_t H = pre.size(3) / gates_of(cell);
-  const GfvDims d(cell, hs.size(1) - 1, hs.size(2), H, hs.size(3), hs.size(0));
+  const FeedbackDims d(cell, hs.size(1) - 1, hs.size(2), H, hs.size(3), hs.size(0));
   const int64_t S = d.S, B = d.B, L = d.L, P = d.P, GH = d.GH, G = d.G;
   const bool lstm = cell == LSTM, proj = P != H, ln = ln_params.at(0).numel() > 0;
   const auto opts = hs.options();
@@ -334,13 +321,13 @@ std::vector<at::Tensor> gfv_backward(
   std::vector<at::Tensor> dln(6, none);
   if (ln) {
     dln[0] = sums.narrow(1, al.ln, GH).reshape({L, G, H});
-    dln[1] = d_b_hh.view({L, G, H});
+    dln[1] = d_b_hh.view({L, G, H}).clone();  // own memory: autograd may keep it as .grad
     if (lstm) {
       dln[2] = sums.narrow(1, al.ln + 2 * GH, H).contiguous();
       dln[3] = sums.narrow(1, al.ln + 2 * GH + H, H).contiguous();
     }
     dln[4] = sums.narrow(1, al.ln + GH, GH).reshape({L, G, H});
-    dln[5] = d_b_ih.view({L, G, H});
+    dln[5] = d_b_ih.view({L, G, H}).clone();
   }
   return {bf.D[0], d_w_in, d_w_rec, d_b_ih, d_b_hh, d_peep, d_w_hr,
           dln[0], dln[1], dln[2], dln[3], dln[4], dln[5]};
