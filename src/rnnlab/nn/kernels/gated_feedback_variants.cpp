@@ -32,151 +32,198 @@ struct GfvSaved {  // time-major, per layer; see gfv_forward
   at::Tensor out, hs, cs, pre, ct, hn, g, xh, rh, xc, rc, xx, rx;
 };
 
+// The forward's buffers, step weights and raw pointers, and its per-step phases; each
+// phase works on the rows [r0, r1) of one row block (or one row b of it).
+template <typename T>
+struct Forward {
+  const FeedbackDims& d;
+  const std::vector<Spec<T>>& specs;
+  const bool save, proj, ln;
+  at::Tensor sbuf, abuf, rbuf, tmp, ggb, hcb, hin, ubuf, xsb, rbb, b_sum;
+  std::vector<StepMatmul<T>> rec, inp, project;
+  const T *gx, *bs, *bi, *bh, *drop, *rd;
+  T *s, *a, *r, *q, *gg, *hc, *hi, *u, *xs, *rb;
+  T *out, *hs, *c, *pre, *ct, *hn, *g, *xh, *rh, *xc, *rc, *xx, *rx;
+
+  Forward(const FeedbackDims& d_, const std::vector<Spec<T>>& specs_, const at::Tensor& gx0,
+          const at::Tensor& w_in, const at::Tensor& w_rec, const at::Tensor& b_ih,
+          const at::Tensor& b_hh, const at::Tensor& w_hr, const at::Tensor& drop_m,
+          const at::Tensor& rdrop, bool save_, GfvSaved& sv, int64_t max_n)
+      : d(d_), specs(specs_), save(save_), proj(d_.P != d_.H), ln(specs_[0].ln()) {
+    const int64_t B = d.B, H = d.H, P = d.P, L = d.L, GH = d.GH;
+    const auto opts = gx0.options();
+    const at::Tensor none = at::empty({0}, opts);
+    sbuf = at::empty({L, B, d.N}, opts), abuf = at::empty({B, d.GW}, opts);
+    rbuf = at::empty({B, GH}, opts), tmp = at::empty({B, 7 * H}, opts);
+    ggb = at::empty({B, L}, opts), hcb = at::empty({B, P}, opts);
+    hin = rdrop.numel() ? at::empty({L, B, P}, opts) : none;
+    ubuf = drop_m.numel() ? at::empty({B, P}, opts) : none;
+    xsb = ln ? at::empty({B, GH}, opts) : none;
+    rbb = proj ? at::empty({B, H}, opts) : none;
+    b_sum = b_ih + b_hh;
+    gx = gx0.data_ptr<T>(), bs = b_sum.data_ptr<T>();
+    bi = b_ih.data_ptr<T>(), bh = b_hh.data_ptr<T>();
+    drop = ptr_or_null<T>(drop_m), rd = ptr_or_null<T>(rdrop);
+    s = sbuf.data_ptr<T>(), a = abuf.data_ptr<T>(), r = rbuf.data_ptr<T>();
+    q = tmp.data_ptr<T>(), gg = ggb.data_ptr<T>(), hc = hcb.data_ptr<T>();
+    hi = ptr_or_null<T>(hin), u = ptr_or_null<T>(ubuf), xs = ptr_or_null<T>(xsb);
+    rb = ptr_or_null<T>(rbb);
+    out = sv.out.data_ptr<T>(), hs = sv.hs.data_ptr<T>(), c = ptr_or_null<T>(sv.cs);
+    pre = sv.pre.data_ptr<T>(), ct = ptr_or_null<T>(sv.ct), hn = ptr_or_null<T>(sv.hn);
+    g = ptr_or_null<T>(sv.g), xh = ptr_or_null<T>(sv.xh), rh = ptr_or_null<T>(sv.rh);
+    xc = ptr_or_null<T>(sv.xc), rc = ptr_or_null<T>(sv.rc);
+    xx = ptr_or_null<T>(sv.xx), rx = ptr_or_null<T>(sv.rx);
+    PackBudget budget{save ? (sv.hs.nbytes() + sv.pre.nbytes()) / 2 : INT64_MAX};
+    for (int64_t i = 0; i < L; ++i) rec.emplace_back(w_rec.select(0, i), true, max_n, &budget);
+    for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), true, max_n, &budget);
+    if (proj)
+      for (int64_t j = 0; j < L; ++j) project.emplace_back(w_hr.select(0, j), true, max_n, &budget);
+  }
+
+  T* hrow(int64_t j, int64_t t, int64_t b) const { return hs + ((j * (d.S + 1) + t) * d.B + b) * d.P; }
+  T* crow(int64_t j, int64_t t, int64_t b) const { return c + ((j * (d.S + 1) + t) * d.B + b) * d.H; }
+
+  // Every product that reads h~^i_{t-1} (own gates, feedback, reset gates): one per source.
+  void products(int64_t t, int64_t r0, int64_t r1) {
+    const int64_t nr = r1 - r0, P = d.P, B = d.B;
+    for (int64_t i = 0; i < d.L; ++i) {
+      const T* src = hrow(i, t, r0);
+      if (rd) {  // h~ = m^i * h^i_{t-1}
+        T* __restrict__ dst = hi + (i * B + r0) * P;
+        const T* __restrict__ m = rd + (i * B + r0) * P;
+#pragma omp simd
+        for (int64_t k = 0; k < nr * P; ++k) dst[k] = m[k] * src[k];
+        src = dst;
+      }
+      rec[i](src, P, nr, T(0), s + (i * B + r0) * d.N, d.N);
+    }
+  }
+
+  // [W u^j | gate_u_j u^j] rows of layer j at step t: gx0 for layer 0, else the product of
+  // u^j = drop * h^{j-1}_t.
+  const T* layer_input(int64_t j, int64_t t, int64_t r0, int64_t r1) {
+    if (j == 0) return gx + t * d.B * d.GW;
+    const int64_t nr = r1 - r0, P = d.P;
+    const T* src = hrow(j - 1, t + 1, r0);
+    if (drop) {
+      const T* __restrict__ m = drop + (((j - 1) * d.S + t) * d.B + r0) * P;
+      T* __restrict__ ub = u + r0 * P;
+#pragma omp simd
+      for (int64_t k = 0; k < nr * P; ++k) ub[k] = m[k] * src[k];
+      src = ub;
+    }
+    inp[j - 1](src, P, nr, T(0), a + r0 * d.GW, d.GW);
+    return a;
+  }
+
+  // Row b's reset gates g^{i->j} and recurrent term r^j: its own gate products with the
+  // candidate block = sum_i g^{i->j} U^{i->j} h~^i (no bias).
+  T* recurrent_term(int64_t j, int64_t t, int64_t b, const T* __restrict__ ab) {
+    const int64_t H = d.H, L = d.L, N = d.N, B = d.B;
+    T* __restrict__ gb = gg + b * L;
+    for (int64_t i = 0; i < L; ++i) {  // g^{i->j} = sigmoid(w . u^j + v . h~*)
+      T v = ab[d.GH + i];
+      for (int64_t src = 0; src < L; ++src) v += s[(src * B + b) * N + d.secG + j * L + i];
+      gb[i] = sigm(v);
+    }
+    if (g) std::copy(gb, gb + L, g + ((j * d.S + t) * B + b) * L);
+    T* __restrict__ rr = r + b * d.GH;
+    const T* __restrict__ own = s + (j * B + b) * N;
+    for (int64_t qb = 0; qb < d.G - 1; ++qb)
+      std::copy(own + qb * H, own + (qb + 1) * H, rr + d.block_of(qb) * H);
+    T* __restrict__ cand = rr + d.kc * H;
+    std::fill(cand, cand + H, T(0));
+    for (int64_t i = 0; i < L; ++i) {
+      const T gi = gb[i];
+      const T* __restrict__ U = s + (i * B + b) * N + d.secU + j * H;
+#pragma omp simd
+      for (int64_t k = 0; k < H; ++k) cand[k] += gi * U[k];
+    }
+    return rr;
+  }
+
+  // Row b of layer j at a valid step t: LN per gate block, then the variant's gate math
+  // (forward_row) into h~ (or r = o * phi_c(c) with a projection) and c_t in place.
+  void gate_row(int64_t j, int64_t t, int64_t b, const T* ab) {
+    const Spec<T>& sp = specs[j];
+    const int64_t H = d.H, GH = d.GH, G = d.G, srow = (j * d.S + t) * d.B + b;
+    T* rr = recurrent_term(j, t, b, ab);
+    const T* x = ab;
+    if (ln) {  // LN(W u) and LN(r) per gate block
+      T* xb = xs + b * GH;
+      std::copy(ab, ab + GH, xb);
+      x = xb;
+      for (int64_t gb = 0; gb < G; ++gb) {
+        const int64_t o = gb * H;
+        ln_fwd<T>(xb + o, sp.lnx_g + o, sp.lnx_b + o, H, xx ? xx + srow * GH + o : nullptr,
+                  rx ? rx + srow * G + gb : nullptr);
+        ln_fwd<T>(rr + o, sp.lnh_g + o, sp.lnh_b + o, H, xh ? xh + srow * GH + o : nullptr,
+                  rh ? rh + srow * G + gb : nullptr);
+      }
+    }
+    T* cb = nullptr;
+    if (c) {  // c_t starts as c_{t-1}: forward_row updates it in place (zoneout)
+      cb = crow(j, t + 1, b);
+      std::copy(crow(j, t, b), crow(j, t, b) + H, cb);
+    }
+    const int64_t prow = save ? srow : j * d.B + b;
+    forward_row<T>(sp, b, t, x, rr, bs + j * GH, bh + j * GH, bi + j * GH, pre + prow * GH,
+                   q + b * 7 * H, hrow(j, t, b), cb, save && ct ? ct + srow * H : nullptr,
+                   nullptr, save && hn ? hn + srow * H : nullptr,
+                   proj ? rb + b * H : hc + b * d.P, xc ? xc + srow * H : nullptr,
+                   rc ? rc + srow : nullptr);
+  }
+
+  // Layer j at step t for the rows [r0, r1): padded rows keep the state; the others run
+  // the gate math, the projection, zoneout; the top layer writes the output.
+  void layer_step(int64_t j, int64_t t, int64_t r0, int64_t r1) {
+    const int64_t B = d.B, H = d.H, P = d.P, L = d.L;
+    const Spec<T>& sp = specs[j];
+    const T* A = layer_input(j, t, r0, r1);
+    for (int64_t b = r0; b < r1; ++b) {
+      if (t < sp.L[b]) {
+        gate_row(j, t, b, A + b * d.GW);
+        continue;
+      }
+      if (g) std::fill(g + ((j * d.S + t) * B + b) * L, g + ((j * d.S + t) * B + b + 1) * L, T(0));
+      std::copy(hrow(j, t, b), hrow(j, t, b) + P, hrow(j, t + 1, b));
+      if (c) std::copy(crow(j, t, b), crow(j, t, b) + H, crow(j, t + 1, b));
+    }
+    if (proj) project[j](rb + r0 * H, H, r1 - r0, T(0), hc + r0 * P, P);
+    for (int64_t b = r0; b < r1; ++b) {
+      T* __restrict__ o = out + (t * B + b) * P;
+      if (t >= sp.L[b]) {
+        if (j == L - 1) std::fill(o, o + P, T(0));
+        continue;
+      }
+      T* __restrict__ hb = hrow(j, t + 1, b);
+      const T* __restrict__ ho = hrow(j, t, b);
+      const T* __restrict__ hcr = hc + b * P;
+      if (sp.zoned()) {
+        const T* __restrict__ k = sp.keep_h(t, b);
+#pragma omp simd
+        for (int64_t e = 0; e < P; ++e) hb[e] = k[e] * ho[e] + (T(1) - k[e]) * hcr[e];
+      } else {
+        std::copy(hcr, hcr + P, hb);
+      }
+      if (j == L - 1) std::copy(hb, hb + P, o);
+    }
+  }
+};
+
 template <typename T>
 void forward_loop(const FeedbackDims& d, const std::vector<Spec<T>>& specs, const at::Tensor& gx0,
                   const at::Tensor& w_in, const at::Tensor& w_rec, const at::Tensor& b_ih,
                   const at::Tensor& b_hh, const at::Tensor& w_hr, const at::Tensor& drop,
                   const at::Tensor& rdrop, bool save, GfvSaved& sv) {
-  const int64_t S = d.S, B = d.B, H = d.H, P = d.P, L = d.L, GH = d.GH, GW = d.GW, N = d.N;
-  const int64_t G = d.G, ST = save ? S : 1;
-  const bool proj = P != H, ln = specs[0].ln();
-  const auto opts = gx0.options();
-  at::Tensor sbuf = at::empty({L, B, N}, opts), abuf = at::empty({B, GW}, opts);
-  at::Tensor rbuf = at::empty({B, GH}, opts), tmp = at::empty({B, 7 * H}, opts);
-  at::Tensor ggb = at::empty({B, L}, opts), hcb = at::empty({B, P}, opts);
-  at::Tensor hin = rdrop.numel() ? at::empty({L, B, P}, opts) : at::empty({0}, opts);
-  at::Tensor ubuf = drop.numel() ? at::empty({B, P}, opts) : at::empty({0}, opts);
-  at::Tensor xsb = ln ? at::empty({B, GH}, opts) : at::empty({0}, opts);
-  at::Tensor rbb = proj ? at::empty({B, H}, opts) : at::empty({0}, opts);
-  const at::Tensor b_sum = b_ih + b_hh;
-  const T *gx_p = gx0.data_ptr<T>(), *bs_p = b_sum.data_ptr<T>();
-  const T *bi_p = b_ih.data_ptr<T>(), *bh_p = b_hh.data_ptr<T>();
-  const T *drop_p = ptr_or_null<T>(drop), *rd_p = ptr_or_null<T>(rdrop);
-  T *s_p = sbuf.data_ptr<T>(), *a_p = abuf.data_ptr<T>(), *r_p = rbuf.data_ptr<T>();
-  T *tmp_p = tmp.data_ptr<T>(), *gg_p = ggb.data_ptr<T>(), *hc_p = hcb.data_ptr<T>();
-  T *hin_p = ptr_or_null<T>(hin), *u_p = ptr_or_null<T>(ubuf), *xs_p = ptr_or_null<T>(xsb);
-  T *rb_p = ptr_or_null<T>(rbb);
-  T *out_p = sv.out.data_ptr<T>(), *hs_p = sv.hs.data_ptr<T>(), *c_p = ptr_or_null<T>(sv.cs);
-  T *pre_p = sv.pre.data_ptr<T>(), *ct_p = ptr_or_null<T>(sv.ct), *hn_p = ptr_or_null<T>(sv.hn);
-  T *g_p = ptr_or_null<T>(sv.g), *xh_p = ptr_or_null<T>(sv.xh), *rh_p = ptr_or_null<T>(sv.rh);
-  T *xc_p = ptr_or_null<T>(sv.xc), *rc_p = ptr_or_null<T>(sv.rc);
-  T *xx_p = ptr_or_null<T>(sv.xx), *rx_p = ptr_or_null<T>(sv.rx);
-  const int64_t blocks = row_blocks(B);
-  const int64_t max_n = (B + blocks - 1) / blocks;
-  std::vector<StepMatmul<T>> rec, inp, project;
-  PackBudget budget{save ? (sv.hs.nbytes() + sv.pre.nbytes()) / 2 : INT64_MAX};
-  for (int64_t i = 0; i < L; ++i) rec.emplace_back(w_rec.select(0, i), true, max_n, &budget);
-  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), true, max_n, &budget);
-  if (proj)
-    for (int64_t j = 0; j < L; ++j) project.emplace_back(w_hr.select(0, j), true, max_n, &budget);
-  auto hrow = [&](int64_t j, int64_t t, int64_t b) { return hs_p + ((j * (S + 1) + t) * B + b) * P; };
-  auto crow = [&](int64_t j, int64_t t, int64_t b) { return c_p + ((j * (S + 1) + t) * B + b) * H; };
-
-  over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
-  const int64_t nr = r1 - r0;
-  for (int64_t t = 0; t < S; ++t) {
-    const int64_t ts = save ? t : 0;
-    for (int64_t i = 0; i < L; ++i) {  // every product that reads h~^i_{t-1}: one matmul
-      const T* src = hrow(i, t, r0);
-      if (rd_p) {
-        T* __restrict__ hi = hin_p + (i * B + r0) * P;
-        const T* __restrict__ m = rd_p + (i * B + r0) * P;
-#pragma omp simd
-        for (int64_t k = 0; k < nr * P; ++k) hi[k] = m[k] * src[k];
-        src = hi;
-      }
-      rec[i](src, P, nr, T(0), s_p + (i * B + r0) * N, N);
+  const int64_t blocks = row_blocks(d.B);
+  Forward<T> f(d, specs, gx0, w_in, w_rec, b_ih, b_hh, w_hr, drop, rdrop, save, sv,
+               (d.B + blocks - 1) / blocks);
+  over_row_blocks(d.B, blocks, [&](int64_t r0, int64_t r1) {
+    for (int64_t t = 0; t < d.S; ++t) {
+      f.products(t, r0, r1);
+      for (int64_t j = 0; j < d.L; ++j) f.layer_step(j, t, r0, r1);
     }
-    for (int64_t j = 0; j < L; ++j) {
-      const Spec<T>& sp = specs[j];
-      const T* A = gx_p + t * B * GW;
-      if (j > 0) {  // u^j = drop * h^{j-1}_t
-        const T* u = hrow(j - 1, t + 1, r0);
-        if (drop_p) {
-          const T* __restrict__ m = drop_p + (((j - 1) * S + t) * B + r0) * P;
-          T* __restrict__ ub = u_p + r0 * P;
-#pragma omp simd
-          for (int64_t k = 0; k < nr * P; ++k) ub[k] = m[k] * u[k];
-          u = ub;
-        }
-        inp[j - 1](u, P, nr, T(0), a_p + r0 * GW, GW);
-        A = a_p;
-      }
-      for (int64_t b = r0; b < r1; ++b) {
-        const int64_t row = (j * ST + ts) * B + b, srow = (j * S + t) * B + b;
-        T* __restrict__ hnew = hrow(j, t + 1, b);
-        if (t >= sp.L[b]) {  // padded: the state stays, the output is zero
-          if (g_p) std::fill(g_p + srow * L, g_p + (srow + 1) * L, T(0));
-          std::copy(hnew - B * P, hnew - B * P + P, hnew);
-          if (c_p) std::copy(crow(j, t, b), crow(j, t, b) + H, crow(j, t + 1, b));
-          continue;
-        }
-        const T* __restrict__ a = A + b * GW;
-        T* __restrict__ gg = gg_p + b * L;
-        for (int64_t i = 0; i < L; ++i) {  // g^{i->j} = sigmoid(w . u^j + v . h~*)
-          T v = a[GH + i];
-          for (int64_t src = 0; src < L; ++src) v += s_p[(src * B + b) * N + d.secG + j * L + i];
-          gg[i] = sigm(v);
-        }
-        if (g_p) std::copy(gg, gg + L, g_p + srow * L);
-        // r^j: own gate products, the candidate block = sum_i g^{i->j} U^{i->j} h~^i
-        T* __restrict__ r = r_p + b * GH;
-        const T* __restrict__ own = s_p + (j * B + b) * N;
-        for (int64_t qb = 0; qb < G - 1; ++qb)
-          std::copy(own + qb * H, own + (qb + 1) * H, r + d.block_of(qb) * H);
-        T* __restrict__ cand = r + d.kc * H;
-        std::fill(cand, cand + H, T(0));
-        for (int64_t i = 0; i < L; ++i) {
-          const T gi = gg[i];
-          const T* __restrict__ U = s_p + (i * B + b) * N + d.secU + j * H;
-#pragma omp simd
-          for (int64_t k = 0; k < H; ++k) cand[k] += gi * U[k];
-        }
-        const T* x = a;
-        if (ln) {  // LN(W u) and LN(r) per gate block
-          T* xs = xs_p + b * GH;
-          std::copy(a, a + GH, xs);
-          x = xs;
-          for (int64_t gb = 0; gb < G; ++gb) {
-            const int64_t o = gb * H;
-            ln_fwd<T>(xs + o, sp.lnx_g + o, sp.lnx_b + o, H, xx_p ? xx_p + srow * GH + o : nullptr,
-                      rx_p ? rx_p + srow * G + gb : nullptr);
-            ln_fwd<T>(r + o, sp.lnh_g + o, sp.lnh_b + o, H, xh_p ? xh_p + srow * GH + o : nullptr,
-                      rh_p ? rh_p + srow * G + gb : nullptr);
-          }
-        }
-        T* cb = nullptr;
-        if (c_p) {  // c_t starts as c_{t-1}: forward_row updates it in place (zoneout)
-          cb = crow(j, t + 1, b);
-          std::copy(crow(j, t, b), crow(j, t, b) + H, cb);
-        }
-        forward_row<T>(sp, b, t, x, r, bs_p + j * GH, bh_p + j * GH, bi_p + j * GH,
-                       pre_p + row * GH, tmp_p + b * 7 * H, hrow(j, t, b), cb,
-                       save && ct_p ? ct_p + srow * H : nullptr, nullptr,
-                       save && hn_p ? hn_p + srow * H : nullptr,
-                       proj ? rb_p + b * H : hc_p + b * P, xc_p ? xc_p + srow * H : nullptr,
-                       rc_p ? rc_p + srow : nullptr);
-      }
-      if (proj) project[j](rb_p + r0 * H, H, nr, T(0), hc_p + r0 * P, P);
-      for (int64_t b = r0; b < r1; ++b) {  // zoneout, then the new state and the output
-        if (t >= sp.L[b]) {
-          if (j == L - 1) std::fill(out_p + (t * B + b) * P, out_p + (t * B + b + 1) * P, T(0));
-          continue;
-        }
-        T* __restrict__ hb = hrow(j, t + 1, b);
-        const T* __restrict__ ho = hb - B * P;
-        const T* __restrict__ hcb_row = hc_p + b * P;
-        if (sp.zoned()) {
-          const T* __restrict__ k = sp.keep_h(t, b);
-#pragma omp simd
-          for (int64_t q = 0; q < P; ++q) hb[q] = k[q] * ho[q] + (T(1) - k[q]) * hcb_row[q];
-        } else {
-          std::copy(hcb_row, hcb_row + P, hb);
-        }
-        if (j == L - 1) std::copy(hb, hb + P, out_p + (t * B + b) * P);
-      }
-    }
-  }
   });
 }
 

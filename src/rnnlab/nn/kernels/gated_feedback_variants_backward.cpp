@@ -45,6 +45,208 @@ void add_row_sums(const Spec<T>& s, const AccLayout& al, const T* __restrict__ d
   }
 }
 
+// The backward's step weights and raw pointers, and its per-step phases, each on the
+// rows [r0, r1) of one row block (or one row b of it). dh, dhp: the block's pointers
+// into the two (B, L*P) state-gradient buffers of steps t and t-1 (swapped every step);
+// dtil: where the products' dh~_{t-1} go (a third buffer with recurrent dropout).
+template <typename T>
+struct Backward {
+  const FeedbackDims& d;
+  const std::vector<Spec<T>>& specs;
+  const AccLayout al;
+  const bool proj, ln, lstm, gru;
+  at::Tensor F, GHM;
+  std::vector<StepMatmul<T>> fb, inp, gates, project;
+  StepMatmul<T> resets;
+  int64_t gs0, gs1, gs2, LP;
+  const T *go, *hs, *c, *pre, *ct, *hn, *g, *drop, *rd, *xh, *rh, *xc, *rc, *xx, *rx;
+  T *dC, *DR, *DG, *Q, *DA, *du, *dht, *dr, *rr, *q, *dgs, *dxs, *dcn, *acc, *dHt;
+  std::vector<T*> D;
+
+  Backward(const FeedbackDims& d_, const std::vector<Spec<T>>& specs_, const at::Tensor& go_t,
+           const at::Tensor& w_in, const at::Tensor& w_rec, const at::Tensor& w_hr,
+           const at::Tensor& drop_m, const at::Tensor& rdrop, const at::Tensor& hs_t,
+           const at::Tensor& cs, const at::Tensor& pre_t, const at::Tensor& ct_t,
+           const at::Tensor& hn_t, const at::Tensor& gsave, const std::vector<at::Tensor>& lsv,
+           GfvBwdBufs& bf, int64_t max_n)
+      : d(d_), specs(specs_), al(d_.GH, d_.H), proj(d_.P != d_.H), ln(specs_[0].ln()),
+        lstm(specs_[0].cell == LSTM), gru(specs_[0].cell == GRU) {
+    const int64_t H = d.H, P = d.P, L = d.L;
+    LP = L * P;
+    const auto opts = hs_t.options();
+    // F_j = [U^{0->j} | ... | U^{L-1->j}] (H, L*P) and the reset-gate weights (L*L, L*P).
+    F = at::empty({L, H, LP}, opts), GHM = at::empty({L * L, LP}, opts);
+    for (int64_t i = 0; i < L; ++i) {
+      const at::Tensor wi = w_rec.select(0, i);
+      for (int64_t j = 0; j < L; ++j)
+        F.select(0, j).narrow(1, i * P, P).copy_(wi.narrow(0, d.secU + j * H, H));
+      GHM.narrow(1, i * P, P).copy_(wi.narrow(0, d.secG, L * L));
+    }
+    gs0 = go_t.stride(0), gs1 = go_t.stride(1), gs2 = go_t.stride(2);
+    go = go_t.data_ptr<T>(), hs = hs_t.data_ptr<T>(), c = ptr_or_null<T>(cs);
+    pre = pre_t.data_ptr<T>(), ct = ptr_or_null<T>(ct_t), hn = ptr_or_null<T>(hn_t);
+    g = gsave.data_ptr<T>(), drop = ptr_or_null<T>(drop_m), rd = ptr_or_null<T>(rdrop);
+    xh = ptr_or_null<T>(lsv[0]), rh = ptr_or_null<T>(lsv[1]);
+    xc = ptr_or_null<T>(lsv[2]), rc = ptr_or_null<T>(lsv[3]);
+    xx = ptr_or_null<T>(lsv[4]), rx = ptr_or_null<T>(lsv[5]);
+    dC = ptr_or_null<T>(bf.dC), DR = bf.DR.data_ptr<T>(), DG = ptr_or_null<T>(bf.DG);
+    Q = bf.Q.data_ptr<T>(), DA = bf.DA.data_ptr<T>(), du = bf.du.data_ptr<T>();
+    dht = bf.dht.data_ptr<T>(), dr = ptr_or_null<T>(bf.dr), rr = ptr_or_null<T>(bf.rr);
+    q = bf.tmp.data_ptr<T>(), dgs = bf.dgs.data_ptr<T>(), dxs = ptr_or_null<T>(bf.dxs);
+    dcn = ptr_or_null<T>(bf.dcn), acc = bf.acc.data_ptr<T>(), dHt = ptr_or_null<T>(bf.dHt);
+    for (auto& dj : bf.D) D.push_back(dj.data_ptr<T>());
+    int64_t held = hs_t.nbytes() + cs.nbytes() + pre_t.nbytes() + bf.DR.nbytes();
+    for (const auto& dj : bf.D) held += dj.nbytes();
+    PackBudget budget{held * 3 / 20}, none{0};
+    for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), false, max_n, &budget);
+    if (d.NG > 0)
+      for (int64_t i = 0; i < L; ++i)
+        gates.emplace_back(w_rec.select(0, i).narrow(0, 0, d.NG), false, max_n, &budget);
+    for (int64_t j = 0; j < L; ++j) fb.emplace_back(F.select(0, j), false, max_n, &budget);
+    if (proj)
+      for (int64_t j = 0; j < L; ++j) project.emplace_back(w_hr.select(0, j), false, max_n, &budget);
+    resets = StepMatmul<T>(GHM, false, max_n, &none);  // K = L*L: never worth packing
+  }
+
+  const T* hrow(int64_t j, int64_t t, int64_t b) const { return hs + ((j * (d.S + 1) + t) * d.B + b) * d.P; }
+  // dh~ rows: kept (L, S, B, P) for dW_hr with a projection, else one (B, P) row each
+  T* dht_row(int64_t j, int64_t t, int64_t b) const {
+    return proj ? dht + ((j * d.S + t) * d.B + b) * d.P : dht + b * d.P;
+  }
+
+  // (1a) dh^j_t (+ the output gradient at the top) split into the zoneout carry, added
+  // to dh_{t-1}, and dh~; padded rows pass dh through and zero their gradients.
+  void split(int64_t j, int64_t t, int64_t r0, int64_t r1, T* dh, T* dhp) {
+    const int64_t B = d.B, P = d.P, GH = d.GH, NG = d.NG;
+    for (int64_t b = r0; b < r1; ++b) {
+      const int64_t srow = (j * d.S + t) * B + b;
+      T* __restrict__ dhb = dh + b * LP + j * P;
+      T* __restrict__ dhpb = dhp + b * LP + j * P;
+      T* __restrict__ dt = dht_row(j, t, b);
+      if (t >= specs[j].L[b]) {
+        std::fill(D[j] + (t * B + b) * d.GW, D[j] + (t * B + b + 1) * d.GW, T(0));
+        std::fill(DR + srow * GH, DR + (srow + 1) * GH, T(0));
+        if (DG) std::fill(DG + (j * B + b) * NG, DG + (j * B + b + 1) * NG, T(0));
+        std::fill(dt, dt + P, T(0));
+        if (rr) std::fill(rr + srow * d.H, rr + (srow + 1) * d.H, T(0));
+      } else {
+        split_dh<T>(specs[j], b, t, j == d.L - 1 ? go + t * gs0 + b * gs1 : nullptr, gs2, dhb, dt);
+      }
+#pragma omp simd
+      for (int64_t k = 0; k < P; ++k) dhpb[k] += dhb[k];
+    }
+    if (proj) project[j](dht_row(j, t, r0), P, r1 - r0, T(0), dr + r0 * d.H, d.H);
+  }
+
+  // (1b) row b at a valid step: the gate derivatives (backward_row), the per-row sums,
+  // LN's backward per gate block: dR (the recurrent term's gradient before LN), dX (W u's).
+  void gate_grads(int64_t j, int64_t t, int64_t b, T* dhp) {
+    const Spec<T>& sp = specs[j];
+    const int64_t B = d.B, H = d.H, GH = d.GH, G = d.G, srow = (j * d.S + t) * B + b;
+    const T* dd = proj ? dr + b * H : dht_row(j, t, b);
+    const T* cp = lstm ? c + ((j * (d.S + 1) + t) * B + b) * H : nullptr;
+    const T* ctr = ct ? ct + srow * H : nullptr;
+    T* dg = dgs + b * GH;
+    T* dx = gru ? dxs + b * GH : dg;  // the gradient of W u^j (after LN)
+    backward_row<T>(sp, b, t, dd, pre + srow * GH, cp, ctr, hn ? hn + srow * H : nullptr,
+                    hrow(j, t, b), q + b * 12 * H, dg, dx, dhp + b * LP + j * d.P,
+                    dC ? dC + (j * B + b) * H : nullptr, rr ? rr + srow * H : nullptr,
+                    xc ? xc + srow * H : nullptr, rc ? rc[srow] : T(0),
+                    dcn ? dcn + b * H : nullptr);
+    T* ab = acc + (j * B + b) * al.width;
+    add_row_sums<T>(sp, al, dg, dx, cp, ctr, ab);
+    T* __restrict__ dR = DR + srow * GH;
+    T* __restrict__ dX = D[j] + (t * B + b) * d.GW;
+    if (ln) {
+      for (int64_t gb = 0; gb < G; ++gb) {
+        const int64_t o = gb * H;
+        ln_bwd<T>(dg + o, sp.lnh_g + o, xh + srow * GH + o, rh[srow * G + gb], H, dR + o);
+        ln_bwd<T>(dx + o, sp.lnx_g + o, xx + srow * GH + o, rx[srow * G + gb], H, dX + o);
+      }
+      ln_sums<T>(sp, dg, xh + srow * GH, dx, xx + srow * GH, dcn ? dcn + b * H : nullptr,
+                 xc ? xc + srow * H : nullptr, ab + al.ln);
+    } else {
+      std::copy(dg, dg + GH, dR);
+      std::copy(dx, dx + GH, dX);
+    }
+    for (int64_t qb = 0; qb < G - 1; ++qb) {
+      const T* src = dR + d.block_of(qb) * H;
+      std::copy(src, src + H, DG + (j * B + b) * d.NG + qb * H);
+    }
+  }
+
+  // (2) feedback: Q = dcand_j F_j for all sources in one product, then per source i
+  // d g^{i->j} = Q_i . h~^i (into D_j's reset-gate columns and DA) and dh~^i += g Q_i.
+  void feedback(int64_t j, int64_t t, int64_t r0, int64_t r1, T* dtil) {
+    const int64_t B = d.B, P = d.P, L = d.L, GH = d.GH;
+    fb[j](DR + ((j * d.S + t) * B + r0) * GH + d.kc * d.H, GH, r1 - r0, T(0), Q + r0 * LP, LP);
+    for (int64_t b = r0; b < r1; ++b) {
+      T* __restrict__ da = DA + b * L * L + j * L;
+      if (t >= specs[j].L[b]) {
+        std::fill(da, da + L, T(0));
+        continue;
+      }
+      T* __restrict__ Dj = D[j] + (t * B + b) * d.GW;
+      const T* __restrict__ gg = g + ((j * d.S + t) * B + b) * L;
+      for (int64_t i = 0; i < L; ++i) {
+        const T* __restrict__ qi = Q + b * LP + i * P;
+        const T* __restrict__ hp = hrow(i, t, b);
+        const T* __restrict__ m = rd ? rd + (i * B + b) * P : nullptr;
+        T* __restrict__ dtl = dtil + b * LP + i * P;
+        const T gi = gg[i];
+        T dgi = 0;
+        if (m) {
+#pragma omp simd reduction(+ : dgi)
+          for (int64_t k = 0; k < P; ++k) dgi += qi[k] * hp[k] * m[k];
+        } else {
+#pragma omp simd reduction(+ : dgi)
+          for (int64_t k = 0; k < P; ++k) dgi += qi[k] * hp[k];
+        }
+#pragma omp simd
+        for (int64_t k = 0; k < P; ++k) dtl[k] += gi * qi[k];
+        da[i] = dgi * gi * (T(1) - gi);
+        Dj[GH + i] = da[i];
+      }
+    }
+  }
+
+  // (3) the layer input u^j = drop * h^{j-1}_t: dh^{j-1}_t += drop * (D_j [W_ih_j; gate_u_j]).
+  void layer_input(int64_t j, int64_t t, int64_t r0, int64_t r1, T* dh) {
+    const int64_t B = d.B, P = d.P;
+    inp[j - 1](D[j] + (t * B + r0) * d.GW, d.GW, r1 - r0, T(0), du + r0 * P, P);
+    for (int64_t b = r0; b < r1; ++b) {
+      if (t >= specs[j].L[b]) continue;
+      T* __restrict__ dhb = dh + b * LP + (j - 1) * P;
+      const T* __restrict__ db = du + b * P;
+      const T* __restrict__ m = drop ? drop + (((j - 1) * d.S + t) * B + b) * P : nullptr;
+      if (m) {
+#pragma omp simd
+        for (int64_t k = 0; k < P; ++k) dhb[k] += m[k] * db[k];
+      } else {
+#pragma omp simd
+        for (int64_t k = 0; k < P; ++k) dhb[k] += db[k];
+      }
+    }
+  }
+
+  // (4) own gates per source layer, all reset gates in one product; then the masks.
+  void sources(int64_t r0, int64_t r1, T* dtil, T* dhp) {
+    const int64_t nr = r1 - r0, B = d.B, P = d.P, L = d.L;
+    for (int64_t i = 0; i < static_cast<int64_t>(gates.size()); ++i)
+      gates[i](DG + (i * B + r0) * d.NG, d.NG, nr, T(1), dtil + r0 * LP + i * P, LP);
+    resets(DA + r0 * L * L, L * L, nr, T(1), dtil + r0 * LP, LP);
+    if (!dHt) return;
+    for (int64_t b = r0; b < r1; ++b)
+      for (int64_t i = 0; i < L; ++i) {
+        const T* __restrict__ m = rd + (i * B + b) * P;
+        const T* __restrict__ src = dHt + b * LP + i * P;
+        T* __restrict__ dst = dhp + b * LP + i * P;
+#pragma omp simd
+        for (int64_t k = 0; k < P; ++k) dst[k] += m[k] * src[k];
+      }
+  }
+};
+
 template <typename T>
 void backward_loop(const FeedbackDims& d, const std::vector<Spec<T>>& specs, const at::Tensor& go,
                    const at::Tensor& w_in, const at::Tensor& w_rec, const at::Tensor& w_hr,
@@ -52,180 +254,26 @@ void backward_loop(const FeedbackDims& d, const std::vector<Spec<T>>& specs, con
                    const at::Tensor& cs, const at::Tensor& pre, const at::Tensor& ct,
                    const at::Tensor& hn, const at::Tensor& gsave, const std::vector<at::Tensor>& lsv,
                    GfvBwdBufs& bf) {
-  const int64_t S = d.S, B = d.B, H = d.H, P = d.P, L = d.L, G = d.G, GH = d.GH, GW = d.GW;
-  const int64_t NG = d.NG, LP = L * P;
-  const bool proj = P != H, ln = specs[0].ln(), lstm = specs[0].cell == LSTM;
-  const bool gru = specs[0].cell == GRU;
-  const AccLayout al(GH, H);
-  const auto opts = hs.options();
-  // F_j = [U^{0->j} | ... | U^{L-1->j}] (H, L*P) and the reset-gate weights (L*L, L*P).
-  at::Tensor F = at::empty({L, H, LP}, opts), GHM = at::empty({L * L, LP}, opts);
-  for (int64_t i = 0; i < L; ++i) {
-    const at::Tensor wi = w_rec.select(0, i);
-    for (int64_t j = 0; j < L; ++j)
-      F.select(0, j).narrow(1, i * P, P).copy_(wi.narrow(0, d.secU + j * H, H));
-    GHM.narrow(1, i * P, P).copy_(wi.narrow(0, d.secG, L * L));
-  }
-  const int64_t gs0 = go.stride(0), gs1 = go.stride(1), gs2 = go.stride(2);
-  const T *go_p = go.data_ptr<T>(), *hs_p = hs.data_ptr<T>(), *c_p = ptr_or_null<T>(cs);
-  const T *pre_p = pre.data_ptr<T>(), *ct_p = ptr_or_null<T>(ct), *hn_p = ptr_or_null<T>(hn);
-  const T *g_p = gsave.data_ptr<T>(), *drop_p = ptr_or_null<T>(drop);
-  const T* rd_p = ptr_or_null<T>(rdrop);
-  const T *xh_p = ptr_or_null<T>(lsv[0]), *rh_p = ptr_or_null<T>(lsv[1]);
-  const T *xc_p = ptr_or_null<T>(lsv[2]), *rc_p = ptr_or_null<T>(lsv[3]);
-  const T *xx_p = ptr_or_null<T>(lsv[4]), *rx_p = ptr_or_null<T>(lsv[5]);
-  T *dC_p = ptr_or_null<T>(bf.dC), *DR_p = bf.DR.data_ptr<T>(), *DG_p = ptr_or_null<T>(bf.DG);
-  T *Q_p = bf.Q.data_ptr<T>(), *DA_p = bf.DA.data_ptr<T>(), *du_p = bf.du.data_ptr<T>();
-  T *dht_p = bf.dht.data_ptr<T>(), *dr_p = ptr_or_null<T>(bf.dr), *rr_p = ptr_or_null<T>(bf.rr);
-  T *tmp_p = bf.tmp.data_ptr<T>(), *dgs_p = bf.dgs.data_ptr<T>(), *dxs_p = ptr_or_null<T>(bf.dxs);
-  T *dcn_p = ptr_or_null<T>(bf.dcn), *acc_p = bf.acc.data_ptr<T>(), *dHt_p = ptr_or_null<T>(bf.dHt);
-  const int64_t blocks = row_blocks(B);
-  const int64_t max_n = (B + blocks - 1) / blocks;
-  std::vector<StepMatmul<T>> fb, inp, gates, project;
-  int64_t held = hs.nbytes() + cs.nbytes() + pre.nbytes() + bf.DR.nbytes();
-  for (const auto& dj : bf.D) held += dj.nbytes();
-  PackBudget budget{held * 3 / 20}, none{0};
-  for (int64_t j = 1; j < L; ++j) inp.emplace_back(w_in.select(0, j - 1), false, max_n, &budget);
-  if (NG > 0)
-    for (int64_t i = 0; i < L; ++i)
-      gates.emplace_back(w_rec.select(0, i).narrow(0, 0, NG), false, max_n, &budget);
-  for (int64_t j = 0; j < L; ++j) fb.emplace_back(F.select(0, j), false, max_n, &budget);
-  if (proj)
-    for (int64_t j = 0; j < L; ++j) project.emplace_back(w_hr.select(0, j), false, max_n, &budget);
-  const StepMatmul<T> resets(GHM, false, max_n, &none);  // K = L*L: never worth packing
-  // dh~ rows: kept (L, S, B, P) for dW_hr with a projection, else one (B, P) row each
-  auto dht_row = [&](int64_t j, int64_t t, int64_t b) {
-    return proj ? dht_p + ((j * S + t) * B + b) * P : dht_p + b * P;
-  };
-  auto hrow = [&](int64_t j, int64_t t, int64_t b) { return hs_p + ((j * (S + 1) + t) * B + b) * P; };
-
-  over_row_blocks(B, blocks, [&](int64_t r0, int64_t r1) {
-  const int64_t nr = r1 - r0;
-  T* dH_p = bf.dH.data_ptr<T>();  // this block's rows of both buffers; swapped every step
-  T* dHp_p = bf.dHp.data_ptr<T>();
-  for (int64_t t = S - 1; t >= 0; --t) {
-    std::fill(dHp_p + r0 * LP, dHp_p + r1 * LP, T(0));
-    if (dHt_p) std::fill(dHt_p + r0 * LP, dHt_p + r1 * LP, T(0));
-    T* dtil = dHt_p ? dHt_p : dHp_p;  // where the products' dh~_{t-1} go
-    for (int64_t j = L - 1; j >= 0; --j) {
-      const Spec<T>& sp = specs[j];
-      T* D_p = bf.D[j].data_ptr<T>();
-      for (int64_t b = r0; b < r1; ++b) {  // (1a) the zoneout split of dh^j_t
-        const int64_t srow = (j * S + t) * B + b;
-        T* __restrict__ dh = dH_p + b * LP + j * P;
-        T* __restrict__ dhp = dHp_p + b * LP + j * P;
-        T* __restrict__ dht = dht_row(j, t, b);
-        if (t >= sp.L[b]) {  // padded: the unchanged state passes its gradient through
-          std::fill(D_p + (t * B + b) * GW, D_p + (t * B + b + 1) * GW, T(0));
-          std::fill(DR_p + srow * GH, DR_p + (srow + 1) * GH, T(0));
-          if (DG_p) std::fill(DG_p + (j * B + b) * NG, DG_p + (j * B + b + 1) * NG, T(0));
-          std::fill(dht, dht + P, T(0));
-          if (rr_p) std::fill(rr_p + srow * H, rr_p + (srow + 1) * H, T(0));
-#pragma omp simd
-          for (int64_t k = 0; k < P; ++k) dhp[k] += dh[k];
-          continue;
-        }
-        split_dh<T>(sp, b, t, j == L - 1 ? go_p + t * gs0 + b * gs1 : nullptr, gs2, dh, dht);
-#pragma omp simd
-        for (int64_t k = 0; k < P; ++k) dhp[k] += dh[k];  // the zoneout carry k * dh
+  const int64_t blocks = row_blocks(d.B), LP = d.L * d.P;
+  Backward<T> k(d, specs, go, w_in, w_rec, w_hr, drop, rdrop, hs, cs, pre, ct, hn, gsave, lsv,
+                bf, (d.B + blocks - 1) / blocks);
+  over_row_blocks(d.B, blocks, [&](int64_t r0, int64_t r1) {
+    T* dh = bf.dH.data_ptr<T>();  // this block's rows of both buffers; swapped every step
+    T* dhp = bf.dHp.data_ptr<T>();
+    for (int64_t t = d.S - 1; t >= 0; --t) {
+      std::fill(dhp + r0 * LP, dhp + r1 * LP, T(0));
+      if (k.dHt) std::fill(k.dHt + r0 * LP, k.dHt + r1 * LP, T(0));
+      T* dtil = k.dHt ? k.dHt : dhp;
+      for (int64_t j = d.L - 1; j >= 0; --j) {
+        k.split(j, t, r0, r1, dh, dhp);
+        for (int64_t b = r0; b < r1; ++b)
+          if (t < specs[j].L[b]) k.gate_grads(j, t, b, dhp);
+        k.feedback(j, t, r0, r1, dtil);
+        if (j > 0) k.layer_input(j, t, r0, r1, dh);
       }
-      if (proj) project[j](dht_row(j, t, r0), P, nr, T(0), dr_p + r0 * H, H);
-      for (int64_t b = r0; b < r1; ++b) {  // (1b) the gate derivatives, LN's backward
-        if (t >= sp.L[b]) continue;
-        const int64_t srow = (j * S + t) * B + b;
-        const T* dd = proj ? dr_p + b * H : dht_row(j, t, b);
-        const T* cp = lstm ? c_p + ((j * (S + 1) + t) * B + b) * H : nullptr;
-        T* dg = dgs_p + b * GH;
-        T* dx = gru ? dxs_p + b * GH : dg;  // the gradient of W u^j (after LN)
-        backward_row<T>(sp, b, t, dd, pre_p + srow * GH, cp, ct_p ? ct_p + srow * H : nullptr,
-                        hn_p ? hn_p + srow * H : nullptr, hrow(j, t, b), tmp_p + b * 12 * H, dg,
-                        dx, dHp_p + b * LP + j * P, dC_p ? dC_p + (j * B + b) * H : nullptr,
-                        rr_p ? rr_p + srow * H : nullptr, xc_p ? xc_p + srow * H : nullptr,
-                        rc_p ? rc_p[srow] : T(0), dcn_p ? dcn_p + b * H : nullptr);
-        T* acc = acc_p + (j * B + b) * al.width;
-        add_row_sums<T>(sp, al, dg, dx, cp, ct_p ? ct_p + srow * H : nullptr, acc);
-        T* __restrict__ dR = DR_p + srow * GH;
-        T* __restrict__ dX = D_p + (t * B + b) * GW;
-        if (ln) {
-          for (int64_t gb = 0; gb < G; ++gb) {
-            const int64_t o = gb * H;
-            ln_bwd<T>(dg + o, sp.lnh_g + o, xh_p + srow * GH + o, rh_p[srow * G + gb], H, dR + o);
-            ln_bwd<T>(dx + o, sp.lnx_g + o, xx_p + srow * GH + o, rx_p[srow * G + gb], H, dX + o);
-          }
-          ln_sums<T>(sp, dg, xh_p + srow * GH, dx, xx_p + srow * GH, dcn_p ? dcn_p + b * H : nullptr,
-                     xc_p ? xc_p + srow * H : nullptr, acc + al.ln);
-        } else {
-          std::copy(dg, dg + GH, dR);
-          std::copy(dx, dx + GH, dX);
-        }
-        for (int64_t qb = 0; qb < G - 1; ++qb) {
-          const T* src = dR + d.block_of(qb) * H;
-          std::copy(src, src + H, DG_p + (j * B + b) * NG + qb * H);
-        }
-      }
-      // (2) feedback: Q = dcand_j F_j, one product for all sources
-      fb[j](DR_p + ((j * S + t) * B + r0) * GH + d.kc * H, GH, nr, T(0), Q_p + r0 * LP, LP);
-      for (int64_t b = r0; b < r1; ++b) {
-        T* __restrict__ da = DA_p + b * L * L + j * L;
-        if (t >= sp.L[b]) {
-          std::fill(da, da + L, T(0));
-          continue;
-        }
-        T* __restrict__ Dj = D_p + (t * B + b) * GW;
-        const T* __restrict__ gg = g_p + ((j * S + t) * B + b) * L;
-        for (int64_t i = 0; i < L; ++i) {
-          const T* __restrict__ qi = Q_p + b * LP + i * P;
-          const T* __restrict__ hp = hrow(i, t, b);
-          const T* __restrict__ m = rd_p ? rd_p + (i * B + b) * P : nullptr;
-          T* __restrict__ dtl = dtil + b * LP + i * P;
-          const T gi = gg[i];
-          T dgi = 0;
-          if (m) {
-#pragma omp simd reduction(+ : dgi)
-            for (int64_t k = 0; k < P; ++k) dgi += qi[k] * hp[k] * m[k];
-          } else {
-#pragma omp simd reduction(+ : dgi)
-            for (int64_t k = 0; k < P; ++k) dgi += qi[k] * hp[k];
-          }
-#pragma omp simd
-          for (int64_t k = 0; k < P; ++k) dtl[k] += gi * qi[k];
-          da[i] = dgi * gi * (T(1) - gi);
-          Dj[GH + i] = da[i];
-        }
-      }
-      if (j > 0) {  // (3) the layer input u^j = drop * h^{j-1}_t
-        inp[j - 1](D_p + (t * B + r0) * GW, GW, nr, T(0), du_p + r0 * P, P);
-        for (int64_t b = r0; b < r1; ++b) {
-          if (t >= sp.L[b]) continue;
-          T* __restrict__ dh = dH_p + b * LP + (j - 1) * P;
-          const T* __restrict__ db = du_p + b * P;
-          const T* __restrict__ m = drop_p ? drop_p + (((j - 1) * S + t) * B + b) * P : nullptr;
-          if (m) {
-#pragma omp simd
-            for (int64_t k = 0; k < P; ++k) dh[k] += m[k] * db[k];
-          } else {
-#pragma omp simd
-            for (int64_t k = 0; k < P; ++k) dh[k] += db[k];
-          }
-        }
-      }
+      k.sources(r0, r1, dtil, dhp);
+      std::swap(dh, dhp);
     }
-    // (4) own gates per source layer, all reset gates in one product; then the masks
-    for (int64_t i = 0; i < static_cast<int64_t>(gates.size()); ++i)
-      gates[i](DG_p + (i * B + r0) * NG, NG, nr, T(1), dtil + r0 * LP + i * P, LP);
-    resets(DA_p + r0 * L * L, L * L, nr, T(1), dtil + r0 * LP, LP);
-    if (dHt_p) {
-      for (int64_t b = r0; b < r1; ++b)
-        for (int64_t i = 0; i < L; ++i) {
-          const T* __restrict__ m = rd_p + (i * B + b) * P;
-          const T* __restrict__ src = dHt_p + b * LP + i * P;
-          T* __restrict__ dst = dHp_p + b * LP + i * P;
-#pragma omp simd
-          for (int64_t k = 0; k < P; ++k) dst[k] += m[k] * src[k];
-        }
-    }
-    std::swap(dH_p, dHp_p);
-  }
   });
 }
 
