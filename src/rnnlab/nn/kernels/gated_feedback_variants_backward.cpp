@@ -55,6 +55,9 @@ struct Backward {
   const std::vector<Spec<T>>& specs;
   const AccLayout al;
   const bool proj, ln, lstm, gru;
+  // dR in D_j's first G*H columns (they hold the same gradient) unless LN or GRU tell
+  // the recurrent term's gradient from W u's
+  const bool dr_in_d;
   at::Tensor F, GHM;
   std::vector<StepMatmul<T>> fb, inp, gates, project;
   StepMatmul<T> resets;
@@ -70,7 +73,7 @@ struct Backward {
            const at::Tensor& hn_t, const at::Tensor& gsave, const std::vector<at::Tensor>& lsv,
            GfvBwdBufs& bf, int64_t max_n)
       : d(d_), specs(specs_), al(d_.GH, d_.H), proj(d_.P != d_.H), ln(specs_[0].ln()),
-        lstm(specs_[0].cell == LSTM), gru(specs_[0].cell == GRU) {
+        lstm(specs_[0].cell == LSTM), gru(specs_[0].cell == GRU), dr_in_d(!ln && !gru) {
     const int64_t H = d.H, P = d.P, L = d.L;
     LP = L * P;
     const auto opts = hs_t.options();
@@ -89,7 +92,7 @@ struct Backward {
     xh = ptr_or_null<T>(lsv[0]), rh = ptr_or_null<T>(lsv[1]);
     xc = ptr_or_null<T>(lsv[2]), rc = ptr_or_null<T>(lsv[3]);
     xx = ptr_or_null<T>(lsv[4]), rx = ptr_or_null<T>(lsv[5]);
-    dC = ptr_or_null<T>(bf.dC), DR = bf.DR.data_ptr<T>(), DG = ptr_or_null<T>(bf.DG);
+    dC = ptr_or_null<T>(bf.dC), DR = ptr_or_null<T>(bf.DR), DG = ptr_or_null<T>(bf.DG);
     Q = bf.Q.data_ptr<T>(), DA = bf.DA.data_ptr<T>(), du = bf.du.data_ptr<T>();
     dht = bf.dht.data_ptr<T>(), dr = ptr_or_null<T>(bf.dr), rr = ptr_or_null<T>(bf.rr);
     q = bf.tmp.data_ptr<T>(), dgs = bf.dgs.data_ptr<T>(), dxs = ptr_or_null<T>(bf.dxs);
@@ -109,6 +112,11 @@ struct Backward {
   }
 
   const T* hrow(int64_t j, int64_t t, int64_t b) const { return hs + ((j * (d.S + 1) + t) * d.B + b) * d.P; }
+  // Row (j, t, b) of dR, the gradient of the recurrent term r^j before LN, and its stride.
+  T* dR_row(int64_t j, int64_t t, int64_t b) const {
+    return dr_in_d ? D[j] + (t * d.B + b) * d.GW : DR + ((j * d.S + t) * d.B + b) * d.GH;
+  }
+  int64_t dr_ld() const { return dr_in_d ? d.GW : d.GH; }
   // dh~ rows: kept (L, S, B, P) for dW_hr with a projection, else one (B, P) row each
   T* dht_row(int64_t j, int64_t t, int64_t b) const {
     return proj ? dht + ((j * d.S + t) * d.B + b) * d.P : dht + b * d.P;
@@ -125,7 +133,7 @@ struct Backward {
       T* __restrict__ dt = dht_row(j, t, b);
       if (t >= specs[j].L[b]) {
         std::fill(D[j] + (t * B + b) * d.GW, D[j] + (t * B + b + 1) * d.GW, T(0));
-        std::fill(DR + srow * GH, DR + (srow + 1) * GH, T(0));
+        if (!dr_in_d) std::fill(DR + srow * GH, DR + (srow + 1) * GH, T(0));
         if (DG) std::fill(DG + (j * B + b) * NG, DG + (j * B + b + 1) * NG, T(0));
         std::fill(dt, dt + P, T(0));
         if (rr) std::fill(rr + srow * d.H, rr + (srow + 1) * d.H, T(0));
@@ -146,8 +154,10 @@ struct Backward {
     const T* dd = proj ? dr + b * H : dht_row(j, t, b);
     const T* cp = lstm ? c + ((j * (d.S + 1) + t) * B + b) * H : nullptr;
     const T* ctr = ct ? ct + srow * H : nullptr;
-    T* dg = dgs + b * GH;
-    T* dx = gru ? dxs + b * GH : dg;  // the gradient of W u^j (after LN)
+    T* dR = dR_row(j, t, b);  // may be dX itself (dr_in_d)
+    T* dX = D[j] + (t * B + b) * d.GW;
+    T* dg = dr_in_d ? dR : dgs + b * GH;  // the recurrent term's gradient (after LN)
+    T* dx = gru ? dxs + b * GH : dg;      // W u^j's (after LN)
     backward_row<T>(sp, b, t, dd, pre + srow * GH, cp, ctr, hn ? hn + srow * H : nullptr,
                     hrow(j, t, b), q + b * 12 * H, dg, dx, dhp + b * LP + j * d.P,
                     dC ? dC + (j * B + b) * H : nullptr, rr ? rr + srow * H : nullptr,
@@ -155,8 +165,6 @@ struct Backward {
                     dcn ? dcn + b * H : nullptr);
     T* ab = acc + (j * B + b) * al.width;
     add_row_sums<T>(sp, al, dg, dx, cp, ctr, ab);
-    T* __restrict__ dR = DR + srow * GH;
-    T* __restrict__ dX = D[j] + (t * B + b) * d.GW;
     if (ln) {
       for (int64_t gb = 0; gb < G; ++gb) {
         const int64_t o = gb * H;
@@ -165,7 +173,7 @@ struct Backward {
       }
       ln_sums<T>(sp, dg, xh + srow * GH, dx, xx + srow * GH, dcn ? dcn + b * H : nullptr,
                  xc ? xc + srow * H : nullptr, ab + al.ln);
-    } else {
+    } else if (!dr_in_d) {  // GRU: dR = dG, dX = dx
       std::copy(dg, dg + GH, dR);
       std::copy(dx, dx + GH, dX);
     }
@@ -179,7 +187,7 @@ struct Backward {
   // d g^{i->j} = Q_i . h~^i (into D_j's reset-gate columns and DA) and dh~^i += g Q_i.
   void feedback(int64_t j, int64_t t, int64_t r0, int64_t r1, T* dtil) {
     const int64_t B = d.B, P = d.P, L = d.L, GH = d.GH;
-    fb[j](DR + ((j * d.S + t) * B + r0) * GH + d.kc * d.H, GH, r1 - r0, T(0), Q + r0 * LP, LP);
+    fb[j](dR_row(j, t, r0) + d.kc * d.H, dr_ld(), r1 - r0, T(0), Q + r0 * LP, LP);
     for (int64_t b = r0; b < r1; ++b) {
       T* __restrict__ da = DA + b * L * L + j * L;
       if (t >= specs[j].L[b]) {
@@ -288,14 +296,17 @@ void weight_grads(const FeedbackDims& d, const at::Tensor& hs, const at::Tensor&
     at::Tensor dw = d_w_in.select(0, j - 1);
     at::mm_out(dw, bf.D[j].view({TB, GW}).t(), u);
   }
+  // layer j's dR rows (TB, >= G*H): D_j's first columns unless saved apart (LN, GRU)
+  auto dR = [&](int64_t j) {
+    return bf.DR.numel() ? bf.DR.select(0, j).view({TB, GH}) : bf.D[j].view({TB, GW});
+  };
   for (int64_t i = 0; i < L; ++i) {
     at::Tensor hprev = hs.select(0, i).narrow(0, 0, S);  // h~^i_{t-1} = m^i h^i_{t-1}
     if (rdrop.numel()) hprev = hprev * rdrop.select(0, i).unsqueeze(0);
     hprev = hprev.reshape({TB, P});
     source_weight_grads(
-        d_w_rec.select(0, i), hprev, bf.DR.select(0, i).view({TB, GH}), gsave, i, d.G, H, L,
-        d.kc, d.secU, d.secG,
-        [&](int64_t j) { return bf.DR.select(0, j).view({TB, GH}).narrow(1, d.kc * H, H); },
+        d_w_rec.select(0, i), hprev, dR(i), gsave, i, d.G, H, L, d.kc, d.secU, d.secG,
+        [&](int64_t j) { return dR(j).narrow(1, d.kc * H, H); },
         [&](int64_t j) { return bf.D[j].view({TB, GW}).narrow(1, GH, L); });
   }
   if (P != H)
@@ -332,7 +343,7 @@ std::vector<at::Tensor> gfv_backward(
   bf.dHt = rdrop.numel() ? at::empty({B, L * P}, opts) : none;
   bf.dC = lstm ? grad_c.contiguous().clone() : none;
   for (int64_t j = 0; j < L; ++j) bf.D.push_back(at::empty({S, B, d.GW}, opts));
-  bf.DR = at::empty({L, S, B, GH}, opts);
+  bf.DR = ln || cell == GRU ? at::empty({L, S, B, GH}, opts) : none;  // else in D
   bf.DG = d.NG ? at::empty({L, B, d.NG}, opts) : none;
   bf.Q = at::empty({B, L * P}, opts);
   bf.DA = at::empty({B, L * L}, opts);
