@@ -60,6 +60,12 @@ _TORCH_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 FUSED_MODES = ("auto", True, False)
 
 
+# Inference computes the input products in time chunks of at most this many bytes: a
+# larger fresh tensor is above glibc's dynamic mmap threshold (at most 32 MiB), so it is
+# mapped anew and page-faulted on every forward (benchmarks/forward_chunked.py).
+INFERENCE_CHUNK_BYTES = 16 << 20
+
+
 def run_direction(
     cell: str,
     acts: CellActivations,
@@ -72,14 +78,29 @@ def run_direction(
 
     The input projection of every step is one matrix product here (autograd's matmul
     backward then gives dW_ih and dX as single products too); the kernel runs the loop
-    and adds both biases in its elementwise pass.
+    and adds both biases in its elementwise pass. Without autograd (evaluation) on CPU,
+    a projection larger than ``INFERENCE_CHUNK_BYTES`` runs in time chunks, the kernel
+    once per chunk with the state carried over: the same numbers, without mapping one
+    big tensor per call.
     """
     w_ih, w_hh, b_ih, b_hh = weights
     if state is None:
         state = initial_state(cell, x.shape[0], w_hh.shape[-1], x)
-    gx = torch.matmul(x, w_ih.t())
-    c0 = state[1] if cell == "lstm" else None
-    return recurrence(cell, acts.kernel_names, gx, w_hh, b_hh, state[0], c0, lengths, b_ih)
+    batch, steps = x.shape[:2]
+    step_bytes = batch * w_ih.shape[0] * x.element_size()
+    chunk = max(1, INFERENCE_CHUNK_BYTES // step_bytes)
+    if torch.is_grad_enabled() or x.device.type != "cpu" or chunk >= steps:
+        gx = torch.matmul(x, w_ih.t())
+        c0 = state[1] if cell == "lstm" else None
+        return recurrence(cell, acts.kernel_names, gx, w_hh, b_hh, state[0], c0, lengths, b_ih)
+    outs = []
+    for t0 in range(0, steps, chunk):
+        gx = torch.matmul(x[:, t0 : t0 + chunk], w_ih.t())
+        part = (lengths - t0).clamp(0, gx.shape[1])  # steps of each sequence in the chunk
+        c0 = state[1] if cell == "lstm" else None
+        out, state = recurrence(cell, acts.kernel_names, gx, w_hh, b_hh, state[0], c0, part, b_ih)
+        outs.append(out)
+    return torch.cat(outs, 1), state
 
 
 class RecurrentLayer(nn.Module):
