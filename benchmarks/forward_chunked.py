@@ -1,5 +1,6 @@
 """Forward-only (no_grad) LSTM on the kernel with the input product computed in time
-chunks, interleaved with nn.LSTM and the unchunked kernel: how much of the forward is
+chunks, interleaved with nn.LSTM and the kernel in one call (what the layer ran before it
+chunked evaluation itself, nn/recurrent.py INFERENCE_CHUNK_BYTES): how much of the forward is
 the page-faulting of one big ``x W_ih^T`` tensor?
 
     python -m benchmarks.forward_chunked [--shape T B I H] [--repeats N]
@@ -54,11 +55,12 @@ def main() -> None:
     ref = torch.nn.LSTM(inp, hidden, batch_first=True)
     gx_mb = batch * steps * 4 * hidden * 4 / 2**20
     sizes = sorted({max(1, steps // k) for k in (2, 3, 5)}, reverse=True)
-    impls = {"nn.LSTM": lambda: ref(x)[0], "kernel": lambda: layer(x)[0]}
+    # one call: the whole product at once (the layer itself now chunks evaluation)
+    impls = {"nn.LSTM": lambda: ref(x)[0], "kernel": lambda: chunked(layer, x, steps)}
     impls |= {f"chunks of {n} steps": (lambda n=n: chunked(layer, x, n)) for n in sizes}
     times: dict[str, list[float]] = {k: [] for k in impls}
     with torch.no_grad():
-        whole = layer(x)[0]
+        whole = chunked(layer, x, steps)
         diff = max((chunked(layer, x, n) - whole).abs().max().item() for n in sizes)
         for _ in range(args.repeats + 2):
             for name, fn in impls.items():

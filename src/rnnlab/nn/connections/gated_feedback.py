@@ -190,17 +190,21 @@ class _FeedbackDirection(nn.Module):
     ):
         """x (B, T, I) -> out (B, T, S), per-layer final states: the kernel for plain
         cells, the variant kernel (else the variant loop) for variants and projections."""
-        if not self.runs_kernel:
-            if feedback_kernel_runs(x):
-                return feedback_variant_kernel_direction(self, x, lengths, dropout, drop_masks)
+        if not self.runs_kernel and not feedback_kernel_runs(x):
             return feedback_variant_direction(self, x, lengths, dropout, drop_masks)
-        w0, b0, w_in, b_in, w_rec, b_rec = self.kernel_weights()
-        gx0 = F.linear(x.transpose(0, 1), w0, b0)  # (T, B, G*H + L): one matmul
-        if drop_masks is None:
-            drop_masks = self.drop_masks(x, dropout)
-        out, h_last, c_last = feedback_recurrence(
-            self.cell, self.acts.kernel_names, gx0, w_in, b_in, w_rec, b_rec, drop_masks, lengths
-        )
+        if not self.runs_kernel:
+            out, h_last, c_last = feedback_variant_kernel_direction(
+                self, x, lengths, dropout, drop_masks
+            )
+        else:
+            w0, b0, w_in, b_in, w_rec, b_rec = self.kernel_weights()
+            gx0 = F.linear(x.transpose(0, 1), w0, b0)  # (T, B, G*H + L): one matmul
+            if drop_masks is None:
+                drop_masks = self.drop_masks(x, dropout)
+            out, h_last, c_last = feedback_recurrence(
+                self.cell, self.acts.kernel_names, gx0, w_in, b_in, w_rec, b_rec, drop_masks,
+                lengths,
+            )  # fmt: skip
         if self.cell == "lstm":
             states = [(h, c) for h, c in zip(h_last.unbind(0), c_last.unbind(0))]
         else:

@@ -129,9 +129,10 @@ def feedback_variant_kernel_direction(
     lengths: torch.Tensor,
     dropout: torch.nn.Module,
     drop_masks: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, list]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One direction of ``_FeedbackDirection`` with variants on the kernel: x (B, T, I) ->
-    out (B, T, S), the per-layer final states; ``feedback_kernel_runs(x)`` must hold."""
+    out (T, B, S), h_T (L, B, S), c_T (L, B, H) (LSTM, else empty), as
+    ``feedback_recurrence`` returns them; ``feedback_kernel_runs(x)`` must hold."""
     cell, variant, training = direction.cell, direction.variant, direction.training
     batch, steps = x.shape[:2]
     h, s, num_layers = direction.hidden, direction.state_size, len(direction.layers)
@@ -151,9 +152,4 @@ def feedback_variant_kernel_direction(
     spec = (CELL_CODES[cell], codes, LSTM_VARIANTS.index(variant.lstm_variant), z)
     leaves = for_autograd(gx0, w_in, direction.recurrent_weights(), b_ih, b_hh, peep, w_hr, *ln)
     lengths = lengths.to("cpu", torch.long)
-    out, h_last, c_last = GatedFeedbackVariants.apply(*leaves, masks, lengths, spec)
-    if cell == "lstm":
-        states = [(hl, cl) for hl, cl in zip(h_last.unbind(0), c_last.unbind(0))]
-    else:
-        states = [(hl,) for hl in h_last.unbind(0)]
-    return out.transpose(0, 1), states
+    return GatedFeedbackVariants.apply(*leaves, masks, lengths, spec)
