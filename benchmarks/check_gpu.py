@@ -8,7 +8,8 @@ the compiled kernels and the CUDA-graph replay are what is checked: every cell x
 {tanh, relu, gelu, silu/softsign with hard_sigmoid gates} x {ragged + initial state,
 full + zero state}, a bfloat16 check, the gated-feedback stack (1-3 layers, dropout
 masks), the cell variants' Triton kernel against the variant loop (every option at once
-on an LSTMP, and a GRU with dropout and zoneout; training masks; several programs), a replay of a second batch through a captured graph, and two short
+on an LSTMP, and a GRU with dropout and zoneout; training masks; several programs),
+gated feedback with variants against the variant loop (every option on LSTM, GRU), a replay of a second batch through a captured graph, and two short
 ``python -m rnnlab.train trainer=gpu`` runs on the Triton backend (a relu LSTM with
 ``trainer.precision=bf16-mixed``, a 2-layer gated-feedback GRU; the training CLI needs
 the project installed: Hydra, Lightning). One line per check, then ``N passed, N
@@ -87,6 +88,16 @@ def parity_checks() -> dict[str, Callable[[], list[str]]]:
     for case in ("layer_norm_all_lstm", "dropout_zoneout_gru"):
         checks[f"variant {case} (train)"] = lambda c=case: mismatches(
             variant_parity(c, "cuda", batch=20, steps=6, hidden=40)
+        )
+    from rnnlab.nn.kernels.triton_variant_parity import feedback_variant_parity, scaled_error
+
+    # gated feedback with variants: the loop runs in float32 on CUDA when training draws
+    # masks, so the layer-norm cases compare relative to each tensor's scale
+    for case in ("all_lstm", "all_gru", "cifg_peephole"):
+        checks[f"gated feedback variants {case} (train)"] = lambda c=case: (
+            [f"scaled error {e:.2e} > 1e-4"]
+            if (e := scaled_error(feedback_variant_parity(c, "cuda", batch=20, hidden=40))) > 1e-4
+            else []
         )
     return checks
 

@@ -18,7 +18,9 @@ and, for the gated-feedback connection (2 layers, gelu, the first two shapes), t
 stack on ``triton`` against ``torch_ops``; for the cell variants (``VARIANTS``, the
 first shape, training mode so dropout/zoneout draw their masks) the Triton variant
 kernel (``triton``) against the per-step autograd loop (``variant_loop``, what ran on
-GPUs before it); their ``activation`` column names the variant. Peak memory of a training step: one
+GPUs before it), and for gated-feedback stacks with variants (``FEEDBACK_VARIANTS``)
+the Triton gated-feedback variant kernel against the variant loop; their
+``activation`` column names the variant. Peak memory of a training step: one
 forward+backward after ``torch.cuda.reset_peak_memory_stats``,
 ``max_memory_allocated`` minus what was allocated before (inputs, weights excluded).
 Writes ``benchmarks/results/gpu.json`` (device, versions, one record per cell, impl,
@@ -55,6 +57,15 @@ VARIANTS = {
     "dropout+zoneout": ("lstm", {"recurrent_dropout": 0.25, "zoneout": 0.1}, 0),
     "proj128": ("lstm", {}, 128),
     "gru layer_norm+zoneout": ("gru", {"layer_norm": True, "zoneout": 0.1}, 0),
+}
+# gated-feedback stacks (2 layers) with variants, on the Triton gated-feedback variant
+# kernel against the variant loop: name -> (cell, build_stack options)
+FEEDBACK_VARIANTS = {
+    "gated_feedback layer_norm": ("lstm", {"layer_norm": True}),
+    "gated_feedback cifg+dropout+zoneout": (
+        "lstm",
+        {"lstm_variant": "cifg", "recurrent_dropout": 0.25, "zoneout": 0.1},
+    ),  # fmt: skip
 }
 RESULTS = Path(__file__).parent / "results"
 TORCH = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -112,6 +123,22 @@ def variant_impls(name: str, inp: int, hidden: int, dtype) -> dict[tuple[str, st
     layer = layer.to("cuda", dtype).train()
     return {
         (b, name): on_backend(n, layer)
+        for b, n in (("triton", "triton"), ("variant_loop", "python"))
+    }
+
+
+def feedback_variant_impls(name: str, inp: int, hidden: int, dtype) -> dict[tuple[str, str], Impl]:
+    """``FEEDBACK_VARIANTS[name]`` on the Triton gated-feedback variant kernel and on
+    the variant loop (training mode: the masks are drawn)."""
+    from rnnlab.nn import build_stack
+
+    cell, opts = FEEDBACK_VARIANTS[name]
+    torch.manual_seed(0)
+    spec = {"cell": cell, "hidden_size": hidden, "num_layers": 2, **opts}
+    stack = build_stack(inp, {**spec, "connection": {"name": "gated_feedback"}})
+    stack = stack.to("cuda", dtype).train()
+    return {
+        (b, name): on_backend(n, stack)
         for b, n in (("triton", "triton"), ("variant_loop", "python"))
     }
 
@@ -257,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                     impls = variant_impls(name, shape[2], shape[3], DTYPES[dtype_name])
                     key = ("variant_loop", name)
                     records += records_for(cell, shape, dtype_name, impls, args, ops_key=key)
+                for name, (cell, _) in FEEDBACK_VARIANTS.items():
+                    impls = feedback_variant_impls(name, shape[2], shape[3], DTYPES[dtype_name])
+                    key = ("variant_loop", name)
+                    records += records_for(
+                        cell, shape, dtype_name, impls, args, "gated_feedback", ops_key=key
+                    )
     m = meta(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu.json").write_text(json.dumps({"meta": m, "records": records}, indent=1))

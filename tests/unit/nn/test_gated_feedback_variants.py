@@ -197,7 +197,9 @@ def test_trains_in_a_gated_feedback_stack(option, layers):
     cfg = {**OPTIONS[option], "num_layers": layers, "connection": GF}
     if "proj_size" in cfg:
         cfg["proj_size"] = 8  # of hidden_size 16 (P = 2 of 3 suits the gradcheck shapes)
-    check_overfits(cfg)
+    # every regulariser at once trains slowest: at 80 steps it lands at 0.2504x the start
+    # loss on one CPU type (0.699 -> 0.175), rounding-close to the bound either side
+    check_overfits(cfg, steps=120 if option == "all_lstm" else 80)
 
 
 def test_build_stack_runs_every_variant_and_names_the_path():

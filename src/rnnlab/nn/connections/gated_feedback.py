@@ -13,8 +13,8 @@ loop it replaced: the test oracle (and benchmark baseline), never a production p
 A stack with cell variants (layer norm, recurrent dropout, zoneout, peepholes, Greff's
 LSTM variants) or an LSTM projection (fed-back states of width proj_size) runs the
 gated-feedback variant kernel (nn/kernels/gated_feedback_variants*: the same lockstep
-algorithm with the variant kernel's row math, C++ on CPU) where it can, else the
-variant loop of connections/gated_feedback_variants.py: the per-step autograd loop
+algorithm with the variant kernel's row math, C++ on CPU, Triton on CUDA:
+triton_feedback_variants*) where it can, else the variant loop of connections/gated_feedback_variants.py: the per-step autograd loop
 built on the variant step math of nn/variant_cells.py, which defines it.
 The full equations are in docs/equations.md.
 

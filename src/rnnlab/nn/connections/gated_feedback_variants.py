@@ -3,9 +3,9 @@
 The gated-feedback kernel (nn/kernels/gated_feedback*) runs the plain cells only; a
 gated-feedback stack whose layers carry a ``Variant`` (Greff's LSTM variants,
 peepholes, layer norm, recurrent dropout, zoneout) or an LSTM projection runs the
-gated-feedback variant kernel (nn/kernels/gated_feedback_variants*) on CPU, and this
-per-step autograd loop where that cannot run (CUDA, ``RNNLAB_KERNEL=python``, other
-dtypes, a failed build). The loop is the definition the kernel is tested against
+gated-feedback variant kernel (nn/kernels/gated_feedback_variants* on CPU,
+triton_feedback_variants* on CUDA), and this per-step autograd loop where neither
+runs (``RNNLAB_KERNEL=python``, other dtypes, a failed build). The loop is the definition the kernel is tested against
 (docs/equations.md, "gated_feedback with the cell variants"). Per step t and layer j,
 with every layer's previous state h^i_{t-1}:
 

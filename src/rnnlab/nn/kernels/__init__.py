@@ -17,7 +17,8 @@ are production paths, the test oracles live in the tests and in
 - ``triton``: triton_recurrence.py — CUDA (or CPU under ``TRITON_INTERPRET=1``), float32,
   bfloat16, float16: one kernel per step (product + gate math), CUDA-graph replayed;
 - ``python``: torch_ops.py, the same algorithm in torch ops — any device or dtype.
-The gated-feedback connection's kernel (gated_feedback.py) has the same backends.
+The gated-feedback connection's kernel (gated_feedback.py) has the same backends; with
+cell variants it runs gated_feedback_variants.py (C++) or triton_feedback_variants.py.
 """
 
 from __future__ import annotations

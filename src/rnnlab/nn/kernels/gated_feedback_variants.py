@@ -6,7 +6,9 @@ layers carry a ``Variant`` (Greff's LSTM variants, peepholes, layer norm, recurr
 dropout, zoneout) and/or an LSTM projection, with the arguments and results of
 ``connections/gated_feedback_variants.feedback_variant_direction`` — the per-step
 autograd loop, which stays the definition and the fallback (``RNNLAB_KERNEL=python``,
-CUDA and dtypes the C++ kernel does not run, a failed build). The kernel is the
+dtypes the kernels do not run, a failed build). On the Triton backend (CUDA, or CPU
+under TRITON_INTERPRET=1) the same arguments go to triton_feedback_variants.py's
+Function, which has this one's contract. The kernel is the
 gated-feedback kernel's lockstep algorithm with the variant kernel's row math:
 layer 0's input products for all steps are one matmul before the loop, each step is one
 product per source layer (own gates, feedback to every layer, every reset gate), one per
@@ -34,8 +36,10 @@ LOOP = "variant loop (per-step autograd)"
 
 
 def feedback_kernel_runs(x: torch.Tensor) -> bool:
-    """The C++ gated-feedback variant kernel will run a direction on tensor ``x``."""
-    return backend_for(x) == "cpp" and variant_cpp_available()
+    """A gated-feedback variant kernel (C++, or Triton: CUDA, or CPU under
+    TRITON_INTERPRET=1) will run a direction on tensor ``x``."""
+    backend = backend_for(x)
+    return backend == "triton" or (backend == "cpp" and variant_cpp_available())
 
 
 def describe_feedback_path(x: torch.Tensor) -> str:
@@ -43,6 +47,8 @@ def describe_feedback_path(x: torch.Tensor) -> str:
     from rnnlab.nn.kernels import describe_backend
 
     backend = describe_backend(x)
+    if backend == "triton":
+        return "variant kernel, backend=triton"
     if not backend.startswith("cpp") or _state.get("cpp") is False:
         return LOOP
     if backend == "cpp" and _state.get("cpp"):
@@ -151,5 +157,9 @@ def feedback_variant_kernel_direction(
     z = variant.zoneout if not training else 0.0  # training: the masks carry zoneout
     spec = (CELL_CODES[cell], codes, LSTM_VARIANTS.index(variant.lstm_variant), z)
     leaves = for_autograd(gx0, w_in, direction.recurrent_weights(), b_ih, b_hh, peep, w_hr, *ln)
+    if backend_for(x) == "triton":  # imported on first use (Triton reads TRITON_INTERPRET)
+        from rnnlab.nn.kernels.triton_feedback_variants import TritonGatedFeedbackVariants
+
+        return TritonGatedFeedbackVariants.apply(*leaves, masks, lengths.to(x.device), spec)
     lengths = lengths.to("cpu", torch.long)
     return GatedFeedbackVariants.apply(*leaves, masks, lengths, spec)

@@ -144,7 +144,7 @@ def forward(spec, gx, w_hh, b_ih, b_hh, h0, c0, peep, w_hr, ln, lengths, masks, 
                 ts["kc"], z, ts["lnh_g"], ts["lnh_b"], ts["lnc_g"], ts["lnc_b"], hs[a], cs[a],
                 hs[b], cs[b], ts["out"], sv["pre"], sv["ct"], sv["cs"], sv["hn"], sv["xh"],
                 sv["rh"], sv["xc"], sv["rc"], sv["r"], ts["len"], t, batch, steps, hidden, hh,
-                OPER=oper, **consts,
+                OPER=oper, GH_IN=False, **consts,
             )  # fmt: skip
         ts["h_last"], ts["c_last"] = hs[steps % 2], cs[steps % 2]
 

@@ -12,6 +12,8 @@ forward, ``fwd_step`` (one launch):
     LN(acc_k) per gate block (row statistics in-program), + b_hh, + xb_t (= LN(W u_t) +
     b_ih, made outside the loop), peepholes, the Greff variant's gates, c~, LN(c~),
     r = o * phi_c(.), the projection r W_hr^T (tl.dot), zoneout, lengths -> h_t, c_t, out_t
+    (with ``GH_IN`` the recurrent term acc is read from ``w_ptr`` (B, G*H) instead: the
+    gated-feedback variant kernel, triton_feedback_variants.py, assembles it itself)
 backward, two launches:
     ``bwd_gates``: dh~ (output gradient + carry, zoneout split), dr = dh~ W_hr, the gate
     derivatives, LN(c~)'s and LN(U h)'s backward per row -> dG_t (and GRU's dx, LN's
@@ -197,7 +199,7 @@ def fwd_step(
     GATE: tl.constexpr, VAR: tl.constexpr, PEEP: tl.constexpr, LN: tl.constexpr,
     DROP: tl.constexpr, ZONE: tl.constexpr, PROJ: tl.constexpr, SAVE: tl.constexpr,
     BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr,
-    PREC: tl.constexpr, OPER: tl.constexpr,
+    PREC: tl.constexpr, OPER: tl.constexpr, GH_IN: tl.constexpr,
 ):  # fmt: skip
     rb = tl.program_id(0) * BB + tl.arange(0, BB)
     col = tl.program_id(1)  # one column tile (0 for full rows: layer norm, projection)
@@ -208,7 +210,15 @@ def fwd_step(
     valid = (t < tl.load(len_ptr + rb, mask=mb, other=0))[:, None]
     acc0 = tl.zeros((BB, BH), tl.float32)
     acc1, acc2, acc3 = acc0, acc0, acc0
-    if CELL == 3:  # IndRNN: u * (m * h)
+    if GH_IN:  # the recurrent term made by the caller (w_ptr: (B, G*H), gated feedback)
+        grow = w_ptr + rb[:, None] * (G * H) + rj[None, :]
+        acc0 = tl.load(grow, mask=m2, other=0.0).to(tl.float32)
+        if G > 1:
+            acc1 = tl.load(grow + H, mask=m2, other=0.0).to(tl.float32)
+            acc2 = tl.load(grow + 2 * H, mask=m2, other=0.0).to(tl.float32)
+        if G > 3:
+            acc3 = tl.load(grow + 3 * H, mask=m2, other=0.0).to(tl.float32)
+    elif CELL == 3:  # IndRNN: u * (m * h)
         hp = tl.load(hin_ptr + rb[:, None] * HH + rj[None, :], mask=m2, other=0.0)
         if DROP:
             hp *= tl.load(drop_ptr + rb[:, None] * HH + rj[None, :], mask=m2, other=0.0)

@@ -114,3 +114,79 @@ def variant_parity(case, device="cpu", dtype=torch.float32, training=True, batch
     got = _run(variant_kernel_direction, layer, "triton", dtype, *args)
     want = _run(variant_direction, layer, "python", ref_dtype, *args)
     return [(n, a, b) for (n, a), (_, b) in zip(got, want, strict=True)]
+
+
+# Gated-feedback stacks with variants: name -> build_stack config (every option, the
+# three cells, alone and combined); each runs 2 layers in both directions, dropout between.
+FEEDBACK_CASES = {
+    "cifg_peephole": {"cell": "lstm", "lstm_variant": "cifg", "peephole": True},
+    "nig_zoneout": {"cell": "lstm", "lstm_variant": "nig", "zoneout": 0.3},
+    "nfg": {"cell": "lstm", "lstm_variant": "nfg"},
+    "nog": {"cell": "lstm", "lstm_variant": "nog"},
+    "niaf": {"cell": "lstm", "lstm_variant": "niaf"},
+    "noaf_dropout": {"cell": "lstm", "lstm_variant": "noaf", "recurrent_dropout": 0.3},
+    "all_lstm": {
+        "cell": "lstm",
+        "lstm_variant": "cifg",
+        "peephole": True,
+        "layer_norm": True,
+        "recurrent_dropout": 0.3,
+        "zoneout": 0.2,
+        "proj_size": 3,
+    },  # fmt: skip
+    "projection": {"cell": "lstm", "proj_size": 3},
+    "all_gru": {"cell": "gru", "layer_norm": True, "recurrent_dropout": 0.3, "zoneout": 0.2},
+    "all_rnn": {"cell": "rnn", "layer_norm": True, "recurrent_dropout": 0.3, "zoneout": 0.2},
+}
+
+
+def feedback_variant_parity(case, device="cpu", dtype=torch.float32, training=True, layers=2,
+                            batch=3, steps=5, hidden=8, activation="tanh",
+                            backend="triton"):  # fmt: skip
+    """A gated-feedback stack with ``FEEDBACK_CASES[case]`` on the Triton variant kernel
+    (``dtype``; ``backend="python"``: the loop itself in ``dtype``, to measure that
+    dtype's own rounding) vs the variant loop (nn/connections/gated_feedback_variants.py):
+    (name, got, want) for the output, every final state and the gradient of x and of
+    every parameter. Masks under the same seed; the loop runs in float64 (on CPU torch
+    draws the same dropout and zoneout masks in float32 and float64), on CUDA in
+    ``dtype`` when training draws random masks (they are drawn in it)."""
+    from rnnlab.nn import build_stack
+    from rnnlab.nn.connections import gated_feedback as gf
+
+    cfg = {**FEEDBACK_CASES[case], "hidden_size": hidden, "num_layers": layers}
+    cfg |= {"activation": activation, "connection": {"name": "gated_feedback"}}
+    torch.manual_seed(0)
+    stack = build_stack(3, {**cfg, "bidirectional": True, "dropout": 0.2}).to(device)
+    stack.train(training)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, steps, 3, generator=g, dtype=F64).to(device)
+    lengths = torch.tensor([steps, 2, steps - 1, 1] * batch)[:batch].clamp(1, steps).to(device)
+    random = training and (cfg.get("recurrent_dropout") or cfg.get("zoneout") or layers > 1)
+    ref = dtype if random and torch.device(device).type != "cpu" else F64
+    runs = {}
+    for run, (name, dt) in enumerate(((backend, dtype), ("python", ref))):
+        stack.to(dt)
+        xx = x.to(dt).requires_grad_()
+        with forced_backend(name):
+            assert gf.feedback_kernel_runs(xx) == (name == "triton")
+            torch.manual_seed(5)  # the same masks on both paths
+            out, states = stack(xx, lengths)
+        flat = [t for s in states for t in s]
+        w = torch.linspace(-1, 1, out.numel(), device=device, dtype=F64).view(out.shape)
+        loss = (out.to(F64) * w).sum() + sum((t.to(F64) * t.to(F64).cos()).sum() for t in flat)
+        grads = torch.autograd.grad(loss, [xx, *stack.parameters()], materialize_grads=True)
+        names = ["out", *(f"state{k}" for k in range(len(flat))), "d_x"]
+        names += [f"d_{n}" for n, _ in stack.named_parameters()]
+        runs[run] = list(zip(names, [out, *flat, *grads], strict=True))
+    return [(n, a, b) for (n, a), (_, b) in zip(runs[0], runs[1], strict=True)]
+
+
+def scaled_error(triples) -> float:
+    """The largest max|got - want| / (1 + max|want|) over the triples: rounding error
+    relative to each tensor's scale (elementwise tolerances flag near-zero entries of
+    long float32 reductions that layer norm amplifies)."""
+    return max(
+        ((a.to(F64) - b.to(F64)).abs().max() / (1 + b.to(F64).abs().max())).item()
+        for _, a, b in triples
+        if b.numel()
+    )

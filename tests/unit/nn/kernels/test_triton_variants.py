@@ -128,35 +128,48 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from rnnlab.nn.activations import KERNEL_CODES as C
 from rnnlab.nn.kernels import triton_variant_backward as KB, triton_variant_kernels as K
+from rnnlab.nn.kernels import triton_feedback_variants_kernels as KF
 from rnnlab.nn.kernels.triton_variant import tiles
 base = dict(ACT=C["tanh"], ACT_C=C["softsign"], GATE=C["sigmoid"], PREC="ieee", OPER=tl.float32)
 full = dict(G=4, CELL=1, VAR=1, PEEP=True, LN=True, ZONE=1, PROJ=True, BK=16)
 tile, _ = tiles(32, 256, 128, True)
 opts = {k: tile.pop(k) for k in ("num_warps", "num_stages")}
-kernels = [(K.fwd_step, dict(base, **full, **tile, DROP=True, SAVE=True)),
+kernels = [(K.fwd_step, dict(base, **full, **tile, DROP=True, SAVE=True, GH_IN=False)),
+           (K.fwd_step, dict(base, **full, **tile, DROP=False, SAVE=True, GH_IN=True)),
            (KB.bwd_gates, dict(base, **full, **tile)),
+           (KF.gfv_fwd_in, dict(L=3, G=4, KC=2, LN=True, SAVE=True, BB=16, BH=tile["BH"])),
+           (KF.gfv_bwd_x, dict(G=4, LN=True, BB=16, BH=tile["BH"])),
            (KB.bwd_dh, dict(G=4, CELL=1, DROP=True, BB=32, BJ=32, BK=32, PREC="ieee",
                             OPER=tl.float32))]
 for fn, consts in kernels:
     sig = {n: "constexpr" if n in consts else "fp32" if n == "z" else "*i64"
-           if n == "len_ptr" else "i32" if n in ("t", "B", "T", "H", "HH") else "*fp32"
+           if n == "len_ptr" else "i32" if n in ("t", "j", "B", "T", "H", "HH", "N", "A_STRIDE",
+                                                 "DD_STRIDE") else "*fp32"
            for n in fn.arg_names}
     src = ASTSource(fn, sig, {(fn.arg_names.index(k),): v for k, v in consts.items()})
     k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=opts)
-    print(fn.fn.__name__, k.metadata.shared)
+    print(fn.fn.__name__ + ("_gh_in" if consts.get("GH_IN") else ""), k.metadata.shared)
 """
 
 
 def test_kernels_compile_for_sm90_within_shared_memory():
-    """LSTM with every option (full rows, H = 256, P = 128) and the dh product compile
-    for sm_90, each within the H100/H200's 227 KB of shared memory per block."""
+    """LSTM with every option (full rows, H = 256, P = 128), the dh product and the
+    gated-feedback variant prologue / LN(W u) backward (3 layers) compile for sm_90, each
+    within the H100/H200's 227 KB of shared memory per block."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run(
         [sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     shared = dict(line.split() for line in proc.stdout.strip().splitlines())
-    assert set(shared) == {"fwd_step", "bwd_gates", "bwd_dh"}
+    assert set(shared) == {
+        "fwd_step",
+        "fwd_step_gh_in",
+        "bwd_gates",
+        "bwd_dh",
+        "gfv_fwd_in",
+        "gfv_bwd_x",
+    }
     assert all(int(v) <= 227 * 1024 for v in shared.values()), shared
 
 
