@@ -16,6 +16,7 @@ from rnnlab.nn import build_stack, kernels
 from rnnlab.nn.connections import gated_feedback as gated_feedback_module
 from rnnlab.nn.kernels.gated_feedback_variants import GatedFeedbackVariants
 from tests.unit.nn.test_gated_feedback_variants import OPTIONS
+from tests.unit.nn.variant_helpers import assert_no_further_from
 
 CASES = {
     **OPTIONS,
@@ -59,21 +60,6 @@ def _assert_same(got, want, **tol):
             torch.testing.assert_close(g, w, **tol)
 
 
-def _distance(run, ref):
-    """The largest difference from ``ref`` over outputs, states and gradients, relative to
-    each tensor's scale."""
-    parts = zip([run[0], *run[1], *run[2]], [ref[0], *ref[1], *ref[2]], strict=True)
-    return max(((a.double() - b).abs().max() / (1 + b.abs().max())).item() for a, b in parts)
-
-
-def _assert_no_further_from(ref, kernel, loop):
-    """float32 rounding differs between the paths (layer norm amplifies it, ~1e-5 to 1e-4
-    relative for either path; which one is closer varies by case): the kernel is within
-    float32 accuracy of a float64 run: at most 4x the loop's own distance, or 1e-4."""
-    far, loop_far = _distance(kernel, ref), _distance(loop, ref)
-    assert far < 1e-3 and far <= max(4 * loop_far, 1e-4), (far, loop_far)
-
-
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_kernel_matches_the_variant_loop(case, training, monkeypatch):
@@ -102,7 +88,7 @@ def test_kernel_in_float32_is_as_close_to_float64_as_the_loop(case, monkeypatch)
     _loop(monkeypatch)
     loop = _run(stack.float(), x, lengths)
 
-    _assert_no_further_from(ref, kernel, loop)
+    assert_no_further_from(ref, kernel, loop)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -128,7 +114,7 @@ def test_row_blocks_on_two_threads_match_the_loop(case, dtype, monkeypatch):
     if dtype == torch.float64:
         _assert_same(got, want, atol=1e-10, rtol=1e-8)
     else:
-        _assert_no_further_from(ref, got, want)
+        assert_no_further_from(ref, got, want)
 
 
 @pytest.mark.parametrize(

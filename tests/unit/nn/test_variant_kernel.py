@@ -19,6 +19,7 @@ from rnnlab.nn.kernels.variant_recurrence import (
     variant_kernel_direction,
 )
 from rnnlab.nn.variants import Variant
+from tests.unit.nn.variant_helpers import assert_no_further_from
 
 # (cell, variant options, proj_size): every option the kernel carries, on its cells.
 CASES = {
@@ -94,14 +95,19 @@ def test_kernel_matches_the_variant_loop(case, training, monkeypatch):
 @pytest.mark.parametrize(
     "case", ["projection_all", "dropout_zoneout_gru", "cifg_peephole", "layer_norm_all_lstm"]
 )
-def test_kernel_matches_the_loop_in_float32(case, monkeypatch):
+def test_kernel_in_float32_is_as_close_to_float64_as_the_loop(case, monkeypatch):
+    """Elementwise float32 tolerances between the two float32 paths failed on one CPU
+    type with layer norm (5e-4 on a 0.4-sized output: its rounding, amplified): both
+    are held to a float64 run instead (the same masks: torch draws them alike in float32
+    and float64 on CPU)."""
     layer = _layer(case, dtype=torch.float32).train()
     x = torch.randn(4, 12, 3)
-    got = _run(layer, x.requires_grad_(), torch.tensor([12, 7, 1, 9]), ())
+    lengths = torch.tensor([12, 7, 1, 9])
+    kernel = _run(layer, x.requires_grad_(), lengths, ())
+    ref = _run(layer.double(), x.detach().double().requires_grad_(), lengths, ())
     monkeypatch.setattr(recurrent_module, "kernel_runs", lambda variant, x: False)
-    want = _run(layer, x, torch.tensor([12, 7, 1, 9]), ())
-    for g, w in zip([got[0], *got[1], *got[2]], [want[0], *want[1], *want[2]]):
-        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
+    loop = _run(layer.float(), x, lengths, ())
+    assert_no_further_from(ref, kernel, loop)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
