@@ -99,6 +99,21 @@ def parity_checks() -> dict[str, Callable[[], list[str]]]:
             if (e := scaled_error(feedback_variant_parity(c, "cuda", batch=20, hidden=40))) > 1e-4
             else []
         )
+
+    def feedback_variants_bf16() -> list[str]:
+        """bf16 products (rounded S and a_j, unlike the interpreter's float32 ones) no
+        further from the float64 loop than 2x the loop run in bf16 itself, or 0.02."""
+        bf16, bad = torch.bfloat16, []
+        for case in ("all_lstm", "all_gru"):
+            got = scaled_error(feedback_variant_parity(case, "cuda", bf16, training=False))
+            loop = feedback_variant_parity(case, "cuda", bf16, training=False, backend="python")
+            if got > max(2 * scaled_error(loop), 0.02):
+                bad.append(
+                    f"{case}: scaled error {got:.3f}, the bf16 loop's {scaled_error(loop):.3f}"
+                )
+        return bad
+
+    checks["gated feedback variants bf16"] = feedback_variants_bf16
     return checks
 
 

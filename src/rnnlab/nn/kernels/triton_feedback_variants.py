@@ -314,8 +314,10 @@ class TritonGatedFeedbackVariants(torch.autograd.Function):
             ctx.names = list(sv)
             ctx.save_for_backward(w_in, w_rec, peep, w_hr, lengths, *ln, *f32, *sv.values())
         ctx.spec, ctx.dtypes = spec, (gx0.dtype, b_ih.dtype, b_hh.dtype)
-        h_last = hs[:, -1].to(gx0.dtype)
-        c_last = cs[:, -1].to(gx0.dtype) if lstm else gx0.new_empty(0)
+        # copies, as the C++ Function returns: views of the saved states would tie the
+        # outputs' version counter to tensors the backward reads
+        h_last = hs[:, -1].to(gx0.dtype, copy=True)
+        c_last = cs[:, -1].to(gx0.dtype, copy=True) if lstm else gx0.new_empty(0)
         if not lstm:
             ctx.mark_non_differentiable(c_last)
         return out, h_last, c_last
