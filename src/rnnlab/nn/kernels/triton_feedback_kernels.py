@@ -25,6 +25,28 @@ from rnnlab.nn.kernels.triton_recurrence_kernels import _dgates
 
 
 @triton.jit
+def gated_candidate(s_ptr, a_ptr, g_ptr, rb, rj, mb, m2, store_g, j, B, H, N, A_STRIDE,
+                    L: tl.constexpr, G: tl.constexpr, SAVE: tl.constexpr, BB: tl.constexpr,
+                    BH: tl.constexpr):  # fmt: skip
+    """Layer j's reset gates g^{i->j} (B, L), stored when SAVE by the programs with
+    ``store_g``, and its gated candidate sum_i g^{i->j} S[i, secU + j H + cols] (BB, BH)."""
+    GH = G * H
+    sec_u = (G - 1) * H
+    sec_g = sec_u + L * H
+    cand = tl.zeros((BB, BH), tl.float32)
+    for i in tl.static_range(L):
+        z = tl.load(a_ptr + rb * A_STRIDE + GH + i, mask=mb, other=0.0).to(tl.float32)
+        for src in tl.static_range(L):
+            z += tl.load(s_ptr + (src * B + rb) * N + sec_g + j * L + i, mask=mb, other=0.0)
+        gi = 1.0 / (1.0 + tl.exp(-z))
+        if SAVE:
+            tl.store(g_ptr + rb * L + i, gi, mask=mb & store_g)
+        fb = tl.load(s_ptr + (i * B + rb[:, None]) * N + sec_u + j * H + rj[None, :], mask=m2)
+        cand += gi[:, None] * fb.to(tl.float32)
+    return cand
+
+
+@triton.jit
 def gf_fwd_layer(
     s_ptr, a_ptr, brec_ptr, hprev_ptr, cprev_ptr, hnew_ptr, cnew_ptr, pre_ptr, cand_ptr,
     g_ptr, len_ptr, t, j, B, H, N, A_STRIDE,
@@ -38,18 +60,8 @@ def gf_fwd_layer(
     mb, mj = rb < B, rj < H
     m2 = mb[:, None] & mj[None, :]
     GH = G * H
-    sec_u = (G - 1) * H
-    sec_g = sec_u + L * H
-    cand = tl.zeros((BB, BH), tl.float32)
-    for i in tl.static_range(L):
-        z = tl.load(a_ptr + rb * A_STRIDE + GH + i, mask=mb, other=0.0).to(tl.float32)
-        for src in tl.static_range(L):
-            z += tl.load(s_ptr + (src * B + rb) * N + sec_g + j * L + i, mask=mb, other=0.0)
-        gi = 1.0 / (1.0 + tl.exp(-z))
-        if SAVE:
-            tl.store(g_ptr + rb * L + i, gi, mask=mb & (pid_h == 0))
-        fb = tl.load(s_ptr + (i * B + rb[:, None]) * N + sec_u + j * H + rj[None, :], mask=m2)
-        cand += gi[:, None] * fb.to(tl.float32)
+    cand = gated_candidate(s_ptr, a_ptr, g_ptr, rb, rj, mb, m2, pid_h == 0, j, B, H, N,
+                           A_STRIDE, L, G, SAVE, BB, BH)  # fmt: skip
     arow = a_ptr + rb[:, None] * A_STRIDE + rj[None, :]
     orow = s_ptr + (j * B + rb[:, None]) * N + rj[None, :]  # own-layer gates of S[j]
     brow = brec_ptr + j * GH + rj

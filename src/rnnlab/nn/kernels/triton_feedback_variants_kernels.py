@@ -21,6 +21,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from rnnlab.nn.kernels.triton_feedback_kernels import gated_candidate
 from rnnlab.nn.kernels.triton_variant_kernels import _ln_bwd, _ln_rows
 
 
@@ -37,18 +38,8 @@ def gfv_fwd_in(
     mb, mj = rb < B, rj < H
     m2 = mb[:, None] & mj[None, :]
     GH = G * H
-    sec_u = (G - 1) * H
-    sec_g = sec_u + L * H
-    cand = tl.zeros((BB, BH), tl.float32)
-    for i in tl.static_range(L):
-        z = tl.load(a_ptr + rb * A_STRIDE + GH + i, mask=mb, other=0.0).to(tl.float32)
-        for src in tl.static_range(L):
-            z += tl.load(s_ptr + (src * B + rb) * N + sec_g + j * L + i, mask=mb, other=0.0)
-        gi = 1.0 / (1.0 + tl.exp(-z))
-        if SAVE:
-            tl.store(g_ptr + rb * L + i, gi, mask=mb & (pid_h == 0))
-        fb = tl.load(s_ptr + (i * B + rb[:, None]) * N + sec_u + j * H + rj[None, :], mask=m2)
-        cand += gi[:, None] * fb.to(tl.float32)
+    cand = gated_candidate(s_ptr, a_ptr, g_ptr, rb, rj, mb, m2, pid_h == 0, j, B, H, N,
+                           A_STRIDE, L, G, SAVE, BB, BH)  # fmt: skip
     srow = s_ptr + (j * B + rb[:, None]) * N + rj[None, :]  # own-layer gates of S[j]
     arow = a_ptr + rb[:, None] * A_STRIDE + rj[None, :]
     orow = rb[:, None] * GH + rj[None, :]
