@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from rnnlab.nn import ModelIO, build_model, build_stack
+from rnnlab.nn.kernels.triton_variant_parity import scaled_error
 
 # Every connection the variants compose with (gated_feedback where the variant allows it).
 CONNECTIONS = {
@@ -65,9 +66,9 @@ def check_overfits(cfg: dict, steps: int = 80) -> None:
 
 def _distance(run, ref):
     """The largest difference from ``ref`` over (out, states, grads), relative to each
-    tensor's scale."""
+    tensor's scale (``scaled_error``, the rule the Triton parity checks use)."""
     parts = zip([run[0], *run[1], *run[2]], [ref[0], *ref[1], *ref[2]], strict=True)
-    return max(((a.double() - b).abs().max() / (1 + b.abs().max())).item() for a, b in parts)
+    return scaled_error([("", a, b) for a, b in parts])
 
 
 def assert_no_further_from(ref, kernel, loop):
