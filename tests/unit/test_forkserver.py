@@ -74,3 +74,14 @@ def test_training_through_the_server_gives_the_fresh_run_s_metrics(tmp_path):
     run_cli("rnnlab.train", *args, f"hydra.run.dir={tmp_path / 'fresh'}", fresh=True)
     forked, fresh = (read_metrics(tmp_path / d)["metrics"] for d in ("forked", "fresh"))
     assert forked == fresh and "test/acc" in forked
+
+
+def test_a_changed_environment_gets_a_fresh_interpreter(tmp_path, monkeypatch):
+    # The server imported torch under the worker's environment; a module that reads a
+    # variable at import must see the one the test set, so such a call starts afresh.
+    (tmp_path / "probe.py").write_text(
+        "import os, sys\nprint('torch' in sys.modules, os.environ.get('RNNLAB_PROBE'))\n"
+    )
+    assert run_cli("probe", cwd=tmp_path).stdout.split() == ["True", "None"]  # forked
+    monkeypatch.setenv("RNNLAB_PROBE", "set")
+    assert run_cli("probe", cwd=tmp_path).stdout.split() == ["False", "set"]
