@@ -25,8 +25,17 @@ FAST = [
     "model.hidden_size=8",
     "callbacks.progress_bar.refresh_rate=0",
 ]
-# Set by pytest for every test; not part of what a fork server must have started with.
-VOLATILE_ENV = {"PYTEST_CURRENT_TEST"}
+# Set in the test process while tests run - by pytest for every test, by Lightning and
+# torch when a test trains in-process - and read by nothing at import time: a call's
+# environment may differ from the fork server's in these and still be forked (the child
+# gets them anyway). Any other difference runs the call from scratch.
+VOLATILE_ENV = {
+    "PYTEST_CURRENT_TEST",
+    "PL_GLOBAL_SEED",
+    "PL_SEED_WORKERS",
+    "PYTORCH_NVML_BASED_CUDA_CHECK",
+    "TORCHINDUCTOR_CACHE_DIR",
+}
 
 
 def cli_env() -> dict[str, str]:
@@ -154,11 +163,18 @@ _SERVER: ForkServer | None = None
 _SERVER_ENV = _stable(cli_env())
 
 
+def env_drift(env: dict[str, str] | None = None) -> list[str]:
+    """The keys in which ``env`` (default: a CLI call's now) differs from the fork
+    server's environment; any makes :func:`run_cli` start the call from scratch."""
+    env = _stable(cli_env() if env is None else env)
+    return sorted(k for k in env.keys() | _SERVER_ENV.keys() if env.get(k) != _SERVER_ENV.get(k))
+
+
 def _server_for(env: dict[str, str]) -> ForkServer | None:
     """The worker's fork server, started on first use; ``None`` (run from scratch) when
     ``env`` differs from the server's or it is switched off."""
     global _SERVER
-    if os.environ.get("RNNLAB_TEST_FORKSERVER", "1") == "0" or _stable(env) != _SERVER_ENV:
+    if os.environ.get("RNNLAB_TEST_FORKSERVER", "1") == "0" or env_drift(env):
         return None
     if _SERVER is None or _SERVER.proc.poll() is not None:
         _SERVER = ForkServer(_SERVER_ENV)

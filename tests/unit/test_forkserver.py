@@ -8,7 +8,15 @@ import time
 
 import pytest
 
-from tests.helpers import FAST, read_metrics, run_cli
+from tests.helpers import FAST, env_drift, read_metrics, run_cli
+
+
+def _assert_forked():
+    drift = env_drift()
+    assert not drift, (
+        f"this worker's environment changed in {drift} since it started, so its CLI calls "
+        "run from scratch; add keys that nothing reads at import to VOLATILE_ENV"
+    )
 
 
 def _both(module, *args, **kwargs):
@@ -58,6 +66,7 @@ def test_a_timeout_kills_the_run_and_everything_it_started(tmp_path):
         "open('child.pid', 'w').write(str(child.pid)); print('started', flush=True)\n"
         "time.sleep(600)\n"
     )
+    _assert_forked()
     with pytest.raises(subprocess.TimeoutExpired) as info:
         run_cli("hang", cwd=tmp_path, timeout=5)
     assert "started" in info.value.output
@@ -82,6 +91,7 @@ def test_a_changed_environment_gets_a_fresh_interpreter(tmp_path, monkeypatch):
     (tmp_path / "probe.py").write_text(
         "import os, sys\nprint('torch' in sys.modules, os.environ.get('RNNLAB_PROBE'))\n"
     )
+    _assert_forked()
     assert run_cli("probe", cwd=tmp_path).stdout.split() == ["True", "None"]  # forked
     monkeypatch.setenv("RNNLAB_PROBE", "set")
     assert run_cli("probe", cwd=tmp_path).stdout.split() == ["False", "set"]
