@@ -1,7 +1,7 @@
 """Checkpoint and output files, safely.
 
 * loading: tensors and plain containers only (``weights_only=True``), never pickled code;
-* saving: atomically (:func:`rnnlab.io.atomic_write_bytes`: temp file in the same
+* saving: atomically (:func:`rnnlab.io.atomic_torch_save`: temp file in the same
   directory, fsync, rename), so a crash or a full disk during a save leaves the previous
   checkpoint intact and no reader ever sees a torn file;
 * which files a run keeps: ``best.ckpt`` (the monitored ``ModelCheckpoint``) and
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import pickle
 import tempfile
@@ -26,7 +25,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from rnnlab.errors import OutputError
-from rnnlab.io import atomic_write_bytes
+from rnnlab.io import atomic_torch_save
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -80,9 +79,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         record = {**checkpoint.get("rnnlab", {}), "code_sha256": code_fingerprint()}
-        buffer = io.BytesIO()
-        torch.save({**checkpoint, "rnnlab": record}, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_torch_save({**checkpoint, "rnnlab": record}, path)
 
 
 class LastCheckpoint(ModelCheckpoint):

@@ -164,3 +164,50 @@ def test_processed_data_write_failure_keeps_previous_dataset(tmp_path, monkeypat
 
     with pytest.raises(DataError, match="sha256 does not match meta.json"):
         ProcessedSequences(tmp_path, "train")
+
+
+def test_split_file_streams_to_disk_and_a_full_disk_keeps_the_previous_one(tmp_path, monkeypatch):
+    """A 64 MB split is written without a bytes copy of it in memory (tracemalloc sees
+    every bytes object), and when the disk fills up part-way the previous file survives."""
+    import tracemalloc
+
+    from rnnlab.io import atomic_torch_save
+
+    target = tmp_path / "train.pt"
+    big = {"inputs": torch.ones(16 << 20)}  # 64 MB of float32
+    tracemalloc.start()
+    try:
+        atomic_torch_save(big, target)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MB of Python objects while saving 64 MB"
+    assert torch.equal(torch.load(target, weights_only=True)["inputs"], big["inputs"])
+
+    real_fdopen = os.fdopen
+
+    class FillsUp:  # the disk is full after the first megabyte of the new file
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 1 << 20:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FillsUp(real_fdopen(fd, mode)))
+    with pytest.raises(OutputError, match="No space left on device"):
+        atomic_torch_save({"inputs": torch.zeros(16 << 20)}, target)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(target, weights_only=True)["inputs"], big["inputs"])
+    assert [p.name for p in tmp_path.iterdir()] == ["train.pt"], "temp file left behind"

@@ -1,6 +1,7 @@
 """Processed-data format, length buckets and the DataModule that reads them."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +126,19 @@ def test_spec_augment_masks_training_batches_only(tmp_path):
     assert not torch.equal(a["inputs"], b["inputs"]), "training features must be masked"
     va, vb = next(iter(plain.val_dataloader())), next(iter(masked.val_dataloader()))
     assert torch.equal(va["inputs"], vb["inputs"]), "validation features are never masked"
+
+
+def test_split_files_are_memory_mapped_and_identical_for_identical_data(tmp_path):
+    """Writing streams into the temp file (no in-memory copy) yet gives the same bytes
+    for the same data, whatever the temp file was called; reading maps the file, so DDP
+    ranks and loader workers on one machine share one copy of a large split."""
+    from rnnlab.data.format import ProcessedSequences
+    from rnnlab.io import sha256_file
+
+    a, b = fake_dataset(tmp_path / "a"), fake_dataset(tmp_path / "b")
+    assert a["checksums"] == b["checksums"]
+    assert sha256_file(tmp_path / "a" / "train.pt") == sha256_file(tmp_path / "b" / "train.pt")
+    ds = ProcessedSequences(tmp_path / "a", "train")
+    mapped = Path("/proc/self/maps").read_text()
+    assert str(tmp_path / "a" / "train.pt") in mapped, "train.pt is not memory-mapped"
+    assert len(ds) == 40 and ds[0][0].shape[1] == 3

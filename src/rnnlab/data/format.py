@@ -17,7 +17,6 @@ Files are written atomically (temp file + rename) so no reader sees a torn file.
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ import torch
 
 from rnnlab.data.splits import SPLITS
 from rnnlab.errors import DataError
-from rnnlab.io import atomic_write_bytes, sha256_file
+from rnnlab.io import atomic_torch_save, atomic_write_bytes, sha256_file
 
 
 @dataclass
@@ -41,15 +40,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.inputs)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Serialise in memory first: torch.save names the archive's inner folder after the
-    file it writes, so saving straight to a random temp name would make identical data
-    hash differently. Then write atomically."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def pack_split(split: Split) -> dict[str, torch.Tensor]:
@@ -131,7 +121,9 @@ class ProcessedSequences(torch.utils.data.Dataset):
                 raise DataError(
                     f"{path}: sha256 does not match meta.json; re-run the prepare stage"
                 )
-        d = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: pages are read on demand and shared by DDP ranks and loader workers
+        # on one machine, instead of one private copy of a multi-GB split each.
+        d = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         self.inputs, self.offsets, self.targets = d["inputs"], d["offsets"], d["targets"]
         self.target_offsets = d.get("target_offsets")
         self.lengths = (self.offsets[1:] - self.offsets[:-1]).tolist()

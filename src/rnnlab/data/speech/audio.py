@@ -13,6 +13,7 @@ that cannot be used raises
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from rnnlab.data.speech.features import FeatureExtractor, FeatureParams, fix_len
 from rnnlab.data.splits import SPLITS
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+PROGRESS_EVERY = 5000  # featurize_items logs a progress line every this many files
 log = logging.getLogger(__name__)
 
 
@@ -81,12 +83,17 @@ def featurize_items(
     """(item, (frames, F) features) for every usable item, in order; a bad file goes to
     ``bad`` (skipped and counted, or a DataError naming it). ``clip_seconds`` pads or
     centre-crops every clip to that length; a clip shorter than one window is bad.
-    Resampling is logged once, after the last file (:func:`log_resampling`)."""
+    Resampling is logged once, after the last file (:func:`log_resampling`); a long
+    corpus logs its progress every ``PROGRESS_EVERY`` files."""
     extractor = FeatureExtractor(fp)
     length = None if clip_seconds is None else round(clip_seconds * fp.sample_rate)
     out = []
     rates: Counter = Counter()
-    for item in items:
+    start = time.monotonic()
+    for i, item in enumerate(items, 1):
+        if i % PROGRESS_EVERY == 0:
+            log.info("%s: read %d/%d audio files (%.0f s)", bad.where, i, len(items),
+                     time.monotonic() - start)  # fmt: skip
         try:
             wave = read_audio(item.path, fp.sample_rate, rates)
             if length is not None:

@@ -164,16 +164,20 @@ def single_thread() -> Iterator[None]:
 def normalize_splits(splits: dict[str, Split], normalize: bool) -> dict[str, Any] | None:
     """Global per-feature mean/std from TRAIN frames, applied to every split in place.
 
-    ``x' = (x - mean_train) / max(std_train, 1e-5)`` per feature dimension, in float64;
-    returns the statistics for ``meta["normalization"]`` (None when ``normalize`` is off).
+    ``x' = (x - mean_train) / max(std_train, 1e-5)`` per feature dimension, in float64
+    (``std`` with Bessel's correction); returns the statistics for
+    ``meta["normalization"]`` (None when ``normalize`` is off). The statistics are merged
+    one utterance at a time (:func:`feature_moments`) and each utterance is rewritten in
+    its own tensor, so no copy of the whole split is made: a 100-hour corpus prepares in
+    about its own size of memory.
     """
     if not normalize:
         return None
-    frames = torch.cat(splits["train"].inputs, 0).double()
-    mean = frames.mean(0)
-    std = frames.std(0).clamp_min(1e-5)
+    mean, std = feature_moments(splits["train"].inputs)
+    std = std.clamp_min(1e-5)
     for split in splits.values():
-        split.inputs = [((x.double() - mean) / std).float() for x in split.inputs]
+        for x in split.inputs:
+            x.copy_((x.double() - mean) / std)
     return {
         "type": "global_meanvar",
         "computed_on": "train",
@@ -181,6 +185,28 @@ def normalize_splits(splits: dict[str, Split], normalize: bool) -> dict[str, Any
         "mean": [round(v, 6) for v in mean.tolist()],
         "std": [round(v, 6) for v in std.tolist()],
     }
+
+
+def feature_moments(inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and standard deviation (Bessel-corrected) over the frames of all
+    ``inputs`` ((frames, F) each), in float64, merging per-utterance moments (Chan et al.'s
+    pairwise update, numerically as stable as two passes over the concatenation)."""
+    n, mean, m2 = 0, None, None
+    for x in inputs:
+        xd = x.double()
+        k = xd.shape[0]
+        mx = xd.mean(0)
+        m2x = (xd - mx).square().sum(0)
+        if mean is None:
+            n, mean, m2 = k, mx, m2x
+            continue
+        delta, total = mx - mean, n + k
+        mean = mean + delta * (k / total)
+        m2 = m2 + m2x + delta.square() * (n * k / total)
+        n = total
+    if mean is None:
+        raise ValueError("feature_moments needs at least one sequence")
+    return mean, (m2 / max(n - 1, 1)).sqrt()
 
 
 def speech_meta(
