@@ -142,3 +142,22 @@ def test_split_files_are_memory_mapped_and_identical_for_identical_data(tmp_path
     mapped = Path("/proc/self/maps").read_text()
     assert str(tmp_path / "a" / "train.pt") in mapped, "train.pt is not memory-mapped"
     assert len(ds) == 40 and ds[0][0].shape[1] == 3
+
+
+def test_packing_a_split_releases_each_sequence_as_it_is_copied():
+    import weakref
+
+    from rnnlab.data.format import concat_releasing
+
+    g = torch.Generator().manual_seed(0)
+    seqs = [torch.randn(n, 3, generator=g) for n in (5, 1, 17, 2)]
+    expected = torch.cat(seqs, 0)
+    refs = [weakref.ref(x) for x in seqs]
+    out = concat_releasing(seqs)
+    assert torch.equal(out, expected)
+    assert all(r() is None for r in refs), "an original sequence is still alive"
+    assert [x.data_ptr() for x in seqs] == [out[o].data_ptr() for o in (0, 5, 6, 23)], (
+        "each entry must be a view into the packed tensor"
+    )
+    tokens = [torch.tensor([3, 1]), torch.tensor([7])]  # 1-D token ids pack the same way
+    assert concat_releasing(tokens).tolist() == [3, 1, 7]
