@@ -109,8 +109,9 @@ def main(argv: list[str] | None = None) -> None:
         peak = min(r["peak_rss_mb"] for r in rs)
         floor = min(r["peak_rss_mb"] for r in base[src])
         written = rs[0]["written_mb"]
-        rows.append({"src": src, "commit": source_label(Path(src)), "peak_rss_mb": peak, "small_corpus_peak_mb": floor,
-                     "written_mb": written, "growth_per_written": round((peak - floor) / written, 2),
+        rows.append({"src": src, "commit": source_label(Path(src)), "peak_rss_mb": peak,
+                     "small_corpus_peak_mb": floor, "written_mb": written,
+                     "growth_per_written": round((peak - floor) / written, 2),
                      "runs": rs})  # fmt: skip
     record = {
         "command": "python -m benchmarks.prepare_memory " + " ".join(argv or sys.argv[1:]),

@@ -161,3 +161,15 @@ def test_packing_a_split_releases_each_sequence_as_it_is_copied():
     )
     tokens = [torch.tensor([3, 1]), torch.tensor([7])]  # 1-D token ids pack the same way
     assert concat_releasing(tokens).tolist() == [3, 1, 7]
+
+
+@pytest.mark.parametrize(
+    "odd", [torch.zeros(4, 1), torch.zeros(4, 3, dtype=torch.float64)], ids=["shape", "dtype"]
+)
+def test_packing_refuses_a_sequence_unlike_the_others_instead_of_broadcasting_it(odd):
+    from rnnlab.data.format import concat_releasing
+
+    seqs = [torch.ones(2, 3), odd]
+    with pytest.raises(DataError, match=r"sequence 1 has step shape .* sequence 0 has \(3,\)"):
+        concat_releasing(seqs)
+    assert torch.equal(seqs[0], torch.ones(2, 3)), "a refused split must be left as it was"

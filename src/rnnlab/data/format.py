@@ -77,6 +77,13 @@ def concat_releasing(seqs: list[torch.Tensor]) -> torch.Tensor:
     handing the freed heap back every 64 MB (:mod:`rnnlab.data.memory`): packing a split
     costs about 64 MB, not a second copy of the split."""
     first = seqs[0]
+    for i, x in enumerate(seqs):  # torch.cat would refuse these; a copy would broadcast/cast
+        if x.shape[1:] != first.shape[1:] or x.dtype != first.dtype:
+            raise DataError(
+                f"sequence {i} has step shape {tuple(x.shape[1:])} and dtype {x.dtype}; "
+                f"sequence 0 has {tuple(first.shape[1:])} and {first.dtype}: every sequence "
+                "of a split must have the same step shape and dtype"
+            )
     out = torch.empty((sum(len(x) for x in seqs), *first.shape[1:]), dtype=first.dtype)
     start = copied = 0
     for i in range(len(seqs)):
